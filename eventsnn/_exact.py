@@ -1,0 +1,285 @@
+"""Exact flow maps of linear neuron models, and a diffrax solver built on them.
+
+A population of neurons with affine, time-invariant dynamics ``dy/dt = A y + b`` (one
+small matrix ``A`` per neuron, rows of ``y`` independent) has the exact solution
+
+    y(τ) = exp(Aτ) y0 + τ φ1(Aτ) b,        φ1(z) = (e^z - 1) / z.
+
+For one or two state variables (the LIF family) both matrix functions have a closed
+form in the eigenvalues λ1, λ2 of ``A`` (Newton's divided-difference form of a matrix
+function), written here so that it stays accurate when λ1 → λ2 (τ_mem = τ_syn) and
+when an eigenvalue is 0 (no leak):
+
+    F(A) = F(λ2) I + F[λ1, λ2] (A - λ2 I).
+
+With an affine spike condition ``g = c·y + g0``, the derivative of ``g`` along the flow
+has at most one zero per segment, and its location is also closed form; so the first
+threshold crossing between two events is always bracketed and found by a safeguarded
+Newton iteration to machine precision. Nothing here is approximate.
+"""
+
+from typing import Callable, ClassVar
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._custom_types import Array, Bool, Float, State
+
+
+# ----------------------------------------------------------------------- scalar φ
+def _phi1(z):
+    """(e^z - 1)/z, accurate near 0."""
+    small = jnp.abs(z) < 1e-5
+    safe = jnp.where(small, 1.0, z)
+    return jnp.where(small, 1.0 + z / 2 + z * z / 6, jnp.expm1(safe) / safe)
+
+
+def _phi2(z):
+    """(e^z - 1 - z)/z², accurate near 0."""
+    small = jnp.abs(z) < 0.1
+    safe = jnp.where(small, 1.0, z)
+    series = 0.5 + z / 6 + z**2 / 24 + z**3 / 120 + z**4 / 720 + z**5 / 5040
+    return jnp.where(small, series, (jnp.expm1(safe) - safe) / (safe * safe))
+
+
+def _phi1_divided(z1, z2):
+    """The divided difference (φ1(z1) - φ1(z2)) / (z1 - z2), accurate when z1 ≈ z2."""
+    d = z1 - z2
+    cut = 4 * jnp.finfo(jnp.result_type(z1)).eps ** (1 / 3)
+    close = jnp.abs(d) < cut
+    safe = jnp.where(close, 1.0, d)
+    mid = 0.5 * (z1 + z2)
+    # φ1' = φ1 - φ2; the midpoint rule's error is d²/24·φ1''' (≤ d²/96 for z ≤ 0).
+    return jnp.where(close, _phi1(mid) - _phi2(mid), (_phi1(z1) - _phi1(z2)) / safe)
+
+
+def _log1p_ratio(x):
+    """log(1 + x) / x, accurate near 0."""
+    small = jnp.abs(x) < 1e-6
+    safe = jnp.where(small, 1.0, x)
+    return jnp.where(small, 1.0 - x / 2, jnp.log1p(safe) / safe)
+
+
+# ------------------------------------------------------------------- the flow map
+class AffineFlow(eqx.Module):
+    """Exact flow of ``dy/dt = A y + b`` for a population with 1 or 2 state variables.
+
+    Built once per segment sequence (``A`` and ``b`` do not change between events) by
+    [`eventsnn.AffineFlow.from_vector_field`][]; evaluating it costs a few scalar
+    exponentials per neuron.
+    """
+
+    A: Float[Array, "n s s"]
+    b: Float[Array, "n s"]
+    lam1: Float[Array, " n"]
+    lam2: Float[Array, " n"]  # the larger eigenvalue; δ = λ1 - λ2 ≤ 0
+    real: Bool[Array, " n"]
+
+    @classmethod
+    def from_vector_field(
+        cls, vf: Callable[[State], State], shape: tuple[int, int], dtype
+    ) -> "AffineFlow":
+        """Read ``A`` and ``b`` off an affine vector field ``y -> dy/dt``.
+
+        Uses one evaluation and one forward-mode derivative per state column; neurons
+        (rows) are assumed independent, as in every neuron model.
+        """
+        n, s = shape
+        if s not in (1, 2):
+            raise ValueError(
+                f"The exact flow map supports models with 1 or 2 state variables; this "
+                f"model has {s}. Use an adaptive diffrax solver (e.g. diffrax.Tsit5())."
+            )
+        zero = jnp.zeros(shape, dtype)
+        b = vf(zero)
+        columns = []
+        for k in range(s):
+            tangent = jnp.zeros(shape, dtype).at[:, k].set(1.0)
+            columns.append(jax.jvp(vf, (zero,), (tangent,))[1])
+        A = jnp.stack(columns, axis=-1)  # A[:, r, k] = ∂(dy_r/dt)/∂y_k
+        if s == 1:
+            lam = A[:, 0, 0]
+            return cls(A, b, lam, lam, jnp.ones((n,), bool))
+        tr = A[:, 0, 0] + A[:, 1, 1]
+        det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
+        half_gap_sq = (0.5 * (A[:, 0, 0] - A[:, 1, 1])) ** 2 + A[:, 0, 1] * A[:, 1, 0]
+        real = half_gap_sq >= 0
+        half_gap = jnp.sqrt(jnp.maximum(half_gap_sq, 0.0))
+        del det
+        return cls(A, b, 0.5 * tr - half_gap, 0.5 * tr + half_gap, real)
+
+    @property
+    def size(self) -> int:
+        return self.A.shape[-1]
+
+    def __call__(self, tau: Float[Array, "*n"], y0: State) -> State:
+        """State after time ``tau`` (one value, or one per neuron) from ``y0``."""
+        tau = jnp.broadcast_to(tau, y0.shape[:1]).astype(y0.dtype)
+        if self.size == 1:
+            z = self.lam2 * tau
+            y = jnp.exp(z) * y0[:, 0] + tau * _phi1(z) * self.b[:, 0]
+            return y[:, None]
+        z1, z2 = self.lam1 * tau, self.lam2 * tau
+        eye = jnp.eye(2, dtype=y0.dtype)
+        shifted = self.A - self.lam2[:, None, None] * eye  # A - λ2 I
+        # exp(Aτ) = e^{λ2τ} [I + τ φ1(δτ) (A - λ2 I)]
+        e2 = jnp.exp(z2)
+        hom = e2[:, None] * (y0 + (tau * _phi1(z1 - z2))[:, None] * _matvec(shifted, y0))
+        # τ φ1(Aτ) b = τ φ1(λ2τ) b + τ² φ1[λ1τ, λ2τ] (A - λ2 I) b
+        part = (tau * _phi1(z2))[:, None] * self.b + (
+            tau**2 * _phi1_divided(z1, z2)
+        )[:, None] * _matvec(shifted, self.b)
+        return hom + part
+
+    def velocity(self, y: State) -> State:
+        return _matvec(self.A, y) + self.b
+
+    def peak_time(self, c: Float[Array, "n s"], y0: State) -> Float[Array, " n"]:
+        """Time τ ≥ 0 at which ``d/dτ (c · y(τ)) = 0``; ``+inf`` if there is none.
+
+        Along the flow, d/dτ (c·y) = c·exp(Aτ) u with u = A y0 + b. For two state
+        variables this vanishes where (e^{δτ} - 1)/δ = -(c·u)/(c·(A - λ2 I)u).
+        """
+        u = self.velocity(y0)
+        cu = jnp.sum(c * u, axis=-1)
+        if self.size == 1:
+            return jnp.full_like(cu, jnp.inf)
+        eye = jnp.eye(2, dtype=y0.dtype)
+        w = jnp.sum(c * _matvec(self.A - self.lam2[:, None, None] * eye, u), axis=-1)
+        delta = self.lam1 - self.lam2
+        safe_w = jnp.where(w == 0, 1.0, w)
+        r = -cu / safe_w
+        x = delta * r
+        tau = r * _log1p_ratio(jnp.where(x > -1, x, 0.0))
+        ok = (w != 0) & (x > -1) & (tau >= 0) & self.real
+        return jnp.where(ok, tau, jnp.inf)
+
+
+def _matvec(M, y):
+    return jnp.einsum("nij,nj->ni", M, y)
+
+
+# ------------------------------------------------------------- first crossing
+def first_crossing(
+    flow: AffineFlow,
+    c: Float[Array, "n s"],
+    g0: Float[Array, " n"],
+    y0: State,
+    length: Float[Array, ""],
+    active: Bool[Array, " n"],
+    max_iters: int = 60,
+) -> Float[Array, " n"]:
+    """Per neuron, the first τ in (0, length] at which ``c·y(τ) + g0`` crosses zero
+    upwards, or ``+inf``. Assumes the condition is negative at τ = 0.
+
+    The condition has at most one extremum on the segment (closed form), so a sign
+    bracket [lo, hi] that contains exactly the first crossing is known, and a Newton
+    iteration kept inside the bracket (bisection when Newton leaves it) converges.
+    """
+    dtype = y0.dtype
+
+    def g_and_slope(tau):
+        y = flow(tau, y0)
+        return jnp.sum(c * y, -1) + g0, jnp.sum(c * flow.velocity(y), -1)
+
+    g_end, _ = g_and_slope(length)
+    t_peak = flow.peak_time(c, y0)
+    peak_inside = t_peak < length
+    g_peak, _ = g_and_slope(jnp.where(peak_inside, t_peak, length))
+    g_peak = jnp.where(peak_inside, g_peak, -jnp.inf)
+    # The extremum inside is a maximum if the condition was rising at τ = 0.
+    rising0 = jnp.sum(c * flow.velocity(y0), -1) > 0
+    peak_is_max = peak_inside & rising0
+    cross_at_peak = peak_is_max & (g_peak >= 0)
+    crosses = active & (cross_at_peak | (g_end >= 0))
+    lo = jnp.where(peak_inside & ~rising0, t_peak, 0.0).astype(dtype)
+    hi = jnp.where(cross_at_peak, t_peak, length).astype(dtype)
+    lo = jnp.where(crosses, lo, 0.0)
+    hi = jnp.where(crosses, hi, 0.0)
+    xtol = 4 * jnp.finfo(dtype).eps * jnp.maximum(length, 1.0)
+
+    def cond(carry):
+        k, lo, hi, x, done = carry
+        return (k < max_iters) & ~jnp.all(done)
+
+    def body(carry):
+        k, lo, hi, x, done = carry
+        g, slope = g_and_slope(x)
+        below = g < 0
+        lo = jnp.where(below, x, lo)
+        hi = jnp.where(below, hi, x)
+        safe_slope = jnp.where(slope > 0, slope, 1.0)
+        newton = x - g / safe_slope
+        inside = (slope > 0) & (newton > lo) & (newton < hi)
+        x_new = jnp.where(inside, newton, 0.5 * (lo + hi))
+        exact = g == 0
+        narrow = hi - lo <= xtol
+        still = jnp.abs(x_new - x) <= xtol
+        x_next = jnp.where(exact, x, jnp.where(narrow, hi, x_new))
+        x = jnp.where(done, x, x_next)
+        return k + 1, lo, hi, x, done | exact | narrow | still
+
+    x0 = 0.5 * (lo + hi)
+    _, _, hi, x, _ = jax.lax.while_loop(
+        cond, body, (0, lo, hi, x0, ~crosses)
+    )
+    return jnp.where(crosses, x, jnp.inf)
+
+
+# ------------------------------------------------------------- diffrax solver
+class _ExactInterpolation(diffrax.AbstractLocalInterpolation):
+    t0: Float[Array, ""]
+    t1: Float[Array, ""]
+    y0: State
+    flow: AffineFlow
+
+    def evaluate(self, t0, t1=None, left=True):
+        del left
+        if t1 is not None:
+            return self.evaluate(t1) - self.evaluate(t0)
+        return self.flow(t0 - self.t0, self.y0)
+
+
+class ExactLinear(diffrax.AbstractSolver):
+    """A diffrax solver that takes *exact* steps of linear (affine, time-invariant)
+    dynamics of populations with one or two state variables per neuron.
+
+    Every step is exact whatever its length, so one step spans a whole inter-event
+    segment, and its dense output is exact too. Use it with any model whose
+    ``linear`` attribute is ``True`` (and ``len(state_names) <= 2``); eventsnn picks it
+    automatically for such models. It refuses (``ValueError``) models with more state
+    variables, and returns an error result if ``A`` has complex eigenvalues.
+
+    It also works in a plain ``diffrax.diffeqsolve`` on an ``ODETerm`` whose state is
+    a ``(n, s)`` array of independent rows.
+    """
+
+    term_structure: ClassVar = diffrax.AbstractTerm
+    interpolation_cls: ClassVar = _ExactInterpolation
+
+    def order(self, terms):
+        return 100  # exact: the order of an exact step is unbounded
+
+    def init(self, terms, t0, t1, y0, args):
+        return None
+
+    def flow(self, terms, t0, y0, args) -> AffineFlow:
+        return AffineFlow.from_vector_field(
+            lambda y: terms.vf(t0, y, args), y0.shape, y0.dtype
+        )
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        flow = self.flow(terms, t0, y0, args)
+        y1 = flow(t1 - t0, y0)
+        result = diffrax.RESULTS.where(
+            jnp.all(flow.real), diffrax.RESULTS.successful,
+            diffrax.RESULTS.nonlinear_divergence,
+        )
+        dense_info = dict(y0=y0, flow=flow)
+        return y1, None, dense_info, None, result
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)

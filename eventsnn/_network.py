@@ -1,0 +1,199 @@
+"""Feedforward networks of event-driven layers."""
+
+from collections.abc import Sequence
+from typing import Literal
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from . import _validate
+from ._current import as_current
+from ._custom_types import Array, Float, InputTimes
+from ._init import init_weights
+from ._layer import default_max_events, run_layer
+from ._neuron import AbstractNeuron
+from ._solve import AbstractSegmentSolver, segment_solver_for
+from ._spikes import Spikes
+
+GRADIENT_MODES = ("eventprop", "autodiff")
+
+
+class FeedForward(eqx.Module):
+    """A feedforward spiking network simulated event by event in continuous time.
+
+    Layer ``l`` receives the spike times of layer ``l - 1`` (layer 0 receives the
+    input); each layer runs its own exact event loop, so layers are simulated one after
+    another.
+
+    **Arguments:**
+
+    - `in_size`: number of input channels.
+    - `layers`: sizes of the layers, e.g. ``[120, 3]``.
+    - `neuron`: a neuron model for every layer, or a sequence with one per layer.
+    - `key`: a ``jax.random.key`` for the weight initialisation.
+    - `t_max`: end of the simulation window (ms).
+    - `max_events`: static bound on event-loop iterations per layer (an int for all
+      layers or one per layer). Default: enough for every input spike plus
+      ``max_spikes`` spikes per neuron. Exceeding it is reported, never silent.
+    - `max_spikes`: spike times kept per neuron. ``1`` (default) is first-spike mode:
+      a neuron that has fired is done, which is what spike-time losses need and the
+      fastest mode.
+    - `solver`: ``None`` (automatic: exact flow map for linear models with ≤ 2 state
+      variables, else ``diffrax.Tsit5()`` at tight tolerances), ``es.ExactLinear()``,
+      any diffrax solver, or a configured segment solver
+      (``es.DiffraxSegments(diffrax.Dopri8(), rtol=..., atol=...)``).
+    - `gradient`: ``"eventprop"`` or ``"autodiff"``.
+    - `init_mean`, `init_std`: scale of the weight initialisation (see
+      ``eventsnn._init``); defaults make a fresh network fire on typical inputs.
+
+    **Fields:** `weights` (list of ``(n_in, n_out)`` arrays, row = presynaptic) and
+    `neurons` (one model per layer) are trainable pytrees.
+    """
+
+    weights: list[Float[Array, "n_in n_out"]]
+    neurons: tuple[AbstractNeuron, ...]
+    in_size: int = eqx.field(static=True)
+    sizes: tuple[int, ...] = eqx.field(static=True)
+    t_max: float = eqx.field(static=True)
+    max_events: tuple[int, ...] | None = eqx.field(static=True)
+    max_spikes: int = eqx.field(static=True)
+    segments: tuple[AbstractSegmentSolver, ...]
+    gradient: Literal["eventprop", "autodiff"] = eqx.field(static=True)
+
+    def __init__(
+        self,
+        in_size: int,
+        layers: Sequence[int],
+        neuron: AbstractNeuron | Sequence[AbstractNeuron],
+        key,
+        *,
+        t_max: float,
+        max_events: int | Sequence[int] | None = None,
+        max_spikes: int = 1,
+        solver=None,
+        gradient: Literal["eventprop", "autodiff"] = "eventprop",
+        init_mean: float = 1.5,
+        init_std: float = 1.0,
+    ):
+        self.in_size = _validate.positive_int(in_size, "in_size")
+        if isinstance(layers, int) or len(layers) == 0:
+            raise ValueError(f"`layers` must be a non-empty list of sizes; got {layers!r}.")
+        self.sizes = tuple(_validate.positive_int(s, "layers[i]") for s in layers)
+        self.t_max = _validate.positive_number(t_max, "t_max")
+        self.max_spikes = _validate.positive_int(max_spikes, "max_spikes")
+        if gradient not in GRADIENT_MODES:
+            raise ValueError(
+                f"`gradient` must be one of {GRADIENT_MODES}; got {gradient!r}."
+            )
+        self.gradient = gradient
+        if isinstance(neuron, AbstractNeuron):
+            neurons = (neuron,) * len(self.sizes)
+        else:
+            neurons = tuple(neuron)
+            if len(neurons) != len(self.sizes) or not all(
+                isinstance(m, AbstractNeuron) for m in neurons
+            ):
+                raise ValueError(
+                    f"`neuron` must be one neuron model or one per layer "
+                    f"({len(self.sizes)}); got {neuron!r}."
+                )
+        for model in neurons:
+            model.check_state()
+        self.neurons = neurons
+        if max_events is None:
+            self.max_events = None
+        elif isinstance(max_events, int):
+            self.max_events = (_validate.positive_int(max_events, "max_events"),) * len(
+                self.sizes
+            )
+        else:
+            self.max_events = tuple(
+                _validate.positive_int(m, "max_events[i]") for m in max_events
+            )
+            if len(self.max_events) != len(self.sizes):
+                raise ValueError(
+                    f"`max_events` needs one value per layer ({len(self.sizes)}); got "
+                    f"{max_events!r}."
+                )
+        self.segments = tuple(segment_solver_for(m, solver, True) for m in neurons)
+        keys = jax.random.split(key, len(self.sizes))
+        fan_in = (self.in_size, *self.sizes[:-1])
+        self.weights = [
+            init_weights(k, a, b, m, self.t_max, init_mean, init_std)
+            for k, a, b, m in zip(keys, fan_in, self.sizes, neurons)
+        ]
+
+    # ------------------------------------------------------------------ running
+    def _layer_max_events(self, index: int, n_inputs: int) -> int:
+        if self.max_events is not None:
+            return self.max_events[index]
+        return default_max_events(n_inputs, self.sizes[index], self.max_spikes)
+
+    def _run(self, index, in_times, ts=None):
+        neuron = self.neurons[index]
+        weights = self.weights[index]
+        current = as_current(None, self.sizes[index], weights.dtype)
+        return run_layer(
+            neuron, weights, in_times, current, self.segments[index],
+            t_max=self.t_max, max_spikes=self.max_spikes,
+            max_events=self._layer_max_events(index, in_times.size), ts=ts,
+        )
+
+    def __call__(self, input_times: InputTimes) -> Spikes:
+        """Simulate one sample.
+
+        **Arguments:** `input_times`: ``Float[Array, "in_size K"]`` spike times per
+        input channel, ``+inf`` padding (a 1-D array means one spike per channel).
+
+        **Returns:** a [`eventsnn.Spikes`][]. Batch with ``jax.vmap(net)(batch)``.
+        """
+        x = _validate.spike_times(input_times, self.in_size).astype(self.weights[0].dtype)
+        layers = []
+        for index in range(len(self.sizes)):
+            spikes, _ = self._run(index, x)
+            layers.append(spikes)
+            x = spikes.times
+        return Spikes(tuple(layers))
+
+    def state_at_t(
+        self, input_times: InputTimes, ts: Float[Array, " T"], layer: int = -1
+    ) -> Float[Array, "n T state"]:
+        """The exact state trajectory of one layer at the times ``ts``.
+
+        Between events this is the solver's dense output (exact for the exact flow
+        map); at a spike time the post-reset state, at an input time the state just
+        after the input (the trajectory is right-continuous).
+
+        **Arguments:**
+
+        - `input_times`: as for ``__call__``.
+        - `ts`: times in ``[0, t_max]``.
+        - `layer`: which layer (default: the output layer).
+
+        **Returns:** ``Float[Array, "n len(ts) state"]``; column names are
+        ``net.neurons[layer].state_names``.
+        """
+        n_layers = len(self.sizes)
+        if not -n_layers <= layer < n_layers:
+            raise ValueError(f"`layer` must be in [-{n_layers}, {n_layers}); got {layer}.")
+        layer %= n_layers
+        x = _validate.spike_times(input_times, self.in_size).astype(self.weights[0].dtype)
+        ts = _validate.query_times(ts, self.t_max).astype(x.dtype)
+        for index in range(layer):
+            spikes, _ = self._run(index, x)
+            x = spikes.times
+        _, traj = self._run(layer, x, ts=ts)
+        return traj
+
+
+def default_solver_name(net: FeedForward) -> list[str]:
+    """Human-readable name of the integration strategy of each layer."""
+    names = []
+    for seg in net.segments:
+        if isinstance(getattr(seg, "solver", None), diffrax.AbstractSolver):
+            names.append(type(seg.solver).__name__)
+        else:
+            names.append("ExactLinear")
+    return names

@@ -1,0 +1,131 @@
+"""The neuron-model contract.
+
+A neuron model is an :class:`equinox.Module` that describes a *population* of identical
+neurons. Everything is vectorised over the population: the state is a
+``Float[Array, "n state"]`` array with one row per neuron and one column per entry of
+``state_names``. The model knows nothing about networks, weights or losses.
+"""
+
+import abc
+from typing import ClassVar
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._custom_types import Array, Bool, Current, Float, State
+
+
+class AbstractNeuron(eqx.Module):
+    """Base class of every neuron model.
+
+    A subclass must define the class attribute ``state_names`` and implement the five
+    methods below. Forgetting one fails when the model is *constructed*, with Python's
+    message naming the missing method.
+
+    Conventions:
+
+    - Column 0 of the state is the membrane variable (used by plots and by
+      [`eventsnn.Refractory`][], which clamps it).
+    - ``args`` is the external current injected into each neuron at time ``t``,
+      a ``Float[Array, "n"]`` (zeros when the population is driven by spikes only).
+    - A spike is an *upward zero crossing* of ``spike_condition``.
+
+    Class attributes:
+
+    - ``state_names``: names of the state columns, e.g. ``("v", "i")``.
+    - ``linear``: set to ``True`` only if ``dynamics`` is affine in ``y``, does not
+      depend on ``t`` (other than through a constant ``args``) and ``spike_condition``
+      is affine in ``y``. Such models can use the exact flow map
+      ([`eventsnn.ExactLinear`][]) instead of a numerical solver. A model that claims to
+      be linear and is not gets wrong results, so leave it ``False`` when unsure.
+    """
+
+    state_names: eqx.AbstractClassVar[tuple[str, ...]]
+    linear: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def init_state(self, n: int) -> State:
+        """The resting state of ``n`` neurons, ``Float[Array, "n state"]``."""
+
+    @abc.abstractmethod
+    def dynamics(self, t: Float[Array, ""], y: State, args: Current) -> State:
+        """``dy/dt`` between events; same shape as ``y``."""
+
+    @abc.abstractmethod
+    def spike_condition(
+        self, t: Float[Array, ""], y: State, args: Current
+    ) -> Float[Array, " n"]:
+        """One value per neuron; the neuron spikes when it crosses zero upwards."""
+
+    @abc.abstractmethod
+    def input_spikes(self, y: State, weighted_input: Float[Array, " n"]) -> State:
+        """The state just after input spikes arrive.
+
+        ``weighted_input[j]`` is the summed weight of all presynaptic spikes that
+        arrive at neuron ``j`` at this instant (zero for neurons that receive none).
+        """
+
+    @abc.abstractmethod
+    def reset(self, y: State, spiked: Bool[Array, " n"]) -> State:
+        """The state just after the neurons marked in ``spiked`` fire."""
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def state_size(self) -> int:
+        return len(self.state_names)
+
+    def check_state(self, n: int = 3) -> None:
+        """Raise ``ValueError`` if ``init_state`` disagrees with ``state_names``."""
+        y = jax.eval_shape(lambda: self.init_state(n))
+        expected = (n, len(self.state_names))
+        if y.shape != expected:
+            raise ValueError(
+                f"{type(self).__name__}.init_state({n}) returned shape {y.shape}, but "
+                f"state_names={self.state_names!r} asks for shape {expected} "
+                "(one row per neuron, one column per state variable)."
+            )
+
+
+def check_positive(owner: object, **values) -> None:
+    """Raise ``ValueError`` if a concrete parameter is not strictly positive and finite.
+
+    Traced values (inside ``jit``/``grad``) cannot be inspected and are skipped.
+    """
+    for name, value in values.items():
+        arr = _concrete(value)
+        if arr is not None and not (np.all(np.isfinite(arr)) and np.all(arr > 0)):
+            raise ValueError(
+                f"{type(owner).__name__}: `{name}` must be positive and finite, "
+                f"got {value!r}."
+            )
+
+
+def check_finite(owner: object, **values) -> None:
+    """Raise ``ValueError`` if a concrete parameter is NaN or infinite."""
+    for name, value in values.items():
+        arr = _concrete(value)
+        if arr is not None and not np.all(np.isfinite(arr)):
+            raise ValueError(
+                f"{type(owner).__name__}: `{name}` must be finite, got {value!r}."
+            )
+
+
+def _concrete(value) -> np.ndarray | None:
+    if isinstance(value, jax.core.Tracer):
+        return None
+    try:
+        return np.asarray(value, dtype=float)
+    except Exception:  # not numeric (e.g. an abstract placeholder)
+        return None
+
+
+def column(y: State, k: int) -> Float[Array, " n"]:
+    """Column ``k`` of a state array (a readable alias for ``y[:, k]``)."""
+    return y[:, k]
+
+
+def where_spiked(spiked: Bool[Array, " n"], new: Array, old: Array) -> Array:
+    """``new`` for neurons that spiked, ``old`` for the others."""
+    return jnp.where(spiked, new, old)

@@ -1,0 +1,61 @@
+"""A wrapper that adds an absolute refractory period to any neuron model."""
+
+import jax.numpy as jnp
+
+from .._custom_types import Array, Bool, Current, Float, Param, State
+from .._neuron import AbstractNeuron, check_positive
+
+
+class Refractory(AbstractNeuron):
+    r"""Wraps a model so that, for ``t_ref`` after each spike, its membrane (state
+    column 0) is clamped at its post-reset value and the neuron cannot fire. The other
+    state variables (synaptic currents, adaptation) keep evolving, and input spikes
+    still reach them.
+
+    The state gains a last column ``refractory``: the time left in the refractory
+    period, counting down at rate 1 and stopping at 0.
+
+    ```python
+    neuron = es.Refractory(es.LIF(), t_ref=2.0)
+    ```
+    """
+
+    model: AbstractNeuron
+    t_ref: Param = 2.0
+
+    def __check_init__(self):
+        check_positive(self, t_ref=self.t_ref)
+
+    @property
+    def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (*self.model.state_names, "refractory")
+
+    def init_state(self, n: int) -> State:
+        y = self.model.init_state(n)
+        return jnp.concatenate([y, jnp.zeros((n, 1), y.dtype)], axis=-1)
+
+    def dynamics(self, t, y: State, args: Current) -> State:
+        inner, left = y[:, :-1], y[:, -1]
+        refractory = left > 0
+        d_inner = self.model.dynamics(t, inner, args)
+        d_inner = d_inner.at[:, 0].set(jnp.where(refractory, 0.0, d_inner[:, 0]))
+        d_left = jnp.where(refractory, -1.0, 0.0)
+        return jnp.concatenate([d_inner, d_left[:, None]], axis=-1)
+
+    def spike_condition(self, t, y: State, args: Current) -> Float[Array, " n"]:
+        inner, left = y[:, :-1], y[:, -1]
+        g = self.model.spike_condition(t, inner, args)
+        # While refractory the condition is held negative (it cannot cross zero).
+        return jnp.where(left > 0, jnp.minimum(g, -left), g)
+
+    def input_spikes(self, y: State, weighted_input: Float[Array, " n"]) -> State:
+        inner, left = y[:, :-1], y[:, -1]
+        new = self.model.input_spikes(inner, weighted_input)
+        new = new.at[:, 0].set(jnp.where(left > 0, inner[:, 0], new[:, 0]))
+        return jnp.concatenate([new, left[:, None]], axis=-1)
+
+    def reset(self, y: State, spiked: Bool[Array, " n"]) -> State:
+        inner, left = y[:, :-1], y[:, -1]
+        new = self.model.reset(inner, spiked)
+        left = jnp.where(spiked, self.t_ref, left)
+        return jnp.concatenate([new, left[:, None]], axis=-1)
