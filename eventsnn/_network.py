@@ -15,7 +15,7 @@ from ._init import init_weights
 from ._layer import default_max_events, run_layer
 from ._neuron import AbstractNeuron
 from ._solve import AbstractSegmentSolver, segment_solver_for
-from ._spikes import Spikes
+from ._spikes import RESULTS, Spikes, check
 
 GRADIENT_MODES = ("eventprop", "autodiff")
 
@@ -174,6 +174,10 @@ class FeedForward(eqx.Module):
 
         **Returns:** ``Float[Array, "n len(ts) state"]``; column names are
         ``net.neurons[layer].state_names``.
+
+        **Raises:** ``RuntimeError`` (outside ``jit``) if a layer up to this one
+        overflowed its event budget, since the trajectory would be incomplete; under
+        ``jit`` the missing part is ``NaN``.
         """
         n_layers = len(self.sizes)
         if not -n_layers <= layer < n_layers:
@@ -181,10 +185,18 @@ class FeedForward(eqx.Module):
         layer %= n_layers
         x = _validate.spike_times(input_times, self.in_size).astype(self.weights[0].dtype)
         ts = _validate.query_times(ts, self.t_max).astype(x.dtype)
+        layers = []
         for index in range(layer):
             spikes, _ = self._run(index, x)
+            layers.append(spikes)
             x = spikes.times
-        _, traj = self._run(layer, x, ts=ts)
+        spikes, traj = self._run(layer, x, ts=ts)
+        if not _validate.is_traced(traj):
+            # Outside jit an incomplete trajectory is an error, not silent NaN. Spike
+            # times dropped by `max_spikes` only matter in the layers feeding this one.
+            if spikes.result == RESULTS.max_spikes_reached:
+                spikes = eqx.tree_at(lambda s: s.result, spikes, RESULTS.successful)
+            check(Spikes((*layers, spikes)))
         return traj
 
 

@@ -9,7 +9,7 @@ Two strategies share one interface, so the event loop does not care which runs:
 """
 
 import abc
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import diffrax
 import equinox as eqx
@@ -24,11 +24,15 @@ from ._neuron import AbstractNeuron
 
 
 class Segment(NamedTuple):
-    """Where a segment ended: at the first crossing (``hit``) or at its end time."""
+    """Where a segment ended: at the first crossing (``hit``) or at its end time.
 
-    t: Float[Array, ""]
+    With a population clock ``t`` and ``hit`` are scalars; with one clock per neuron
+    they have one entry per neuron.
+    """
+
+    t: Float[Array, "*n"]
     y: State
-    hit: Bool[Array, ""]
+    hit: Bool[Array, "*n"]
     spiked: Bool[Array, " n"]
     failed: Bool[Array, ""]
 
@@ -39,7 +43,15 @@ def default_tolerance(dtype) -> float:
 
 
 class AbstractSegmentSolver(eqx.Module):
-    """How the event loop integrates between events."""
+    """How the event loop integrates between events.
+
+    ``clock`` is ``"population"`` if all neurons advance together (``t0`` a scalar;
+    ``advance`` stops at the first crossing of any neuron) or ``"neuron"`` if each
+    neuron keeps its own time (``t0`` one per neuron; ``advance`` stops each neuron at
+    its own crossing).
+    """
+
+    clock: ClassVar[str]
 
     @abc.abstractmethod
     def prepare(self, neuron: AbstractNeuron, current: AbstractCurrent, n: int, dtype) -> Any:
@@ -97,21 +109,26 @@ class ExactSegments(AbstractSegmentSolver):
         ]
         return flow, jnp.stack(cols, -1), g0
 
+    clock = "neuron"
+
     def advance(self, neuron, current, ctx, t0, t1, y0, active):
+        """Each neuron from its own time ``t0[j]`` to ``t1`` or its first crossing.
+
+        Neurons of a feedforward layer do not interact, so each keeps its own clock:
+        a spike of one neuron does not interrupt the others.
+        """
         flow, c, g0 = ctx
         length = jnp.maximum(t1 - t0, 0.0)
         tau = first_crossing(flow, c, g0, y0, length, active, self.max_iters)
-        tau_star = jnp.min(tau)
-        hit = jnp.isfinite(tau_star)
-        tau_end = jnp.where(hit, tau_star, length)
+        hit = jnp.isfinite(tau)
+        tau_end = jnp.where(hit, tau, length)
         y = flow(tau_end, y0)
-        spiked = hit & (tau == tau_star)
         failed = ~jnp.all(flow.real) | ~jnp.all(jnp.isfinite(y))
-        return Segment(t0 + tau_end, y, hit, spiked, failed)
+        return Segment(t0 + tau_end, y, hit, hit, failed)
 
     def evaluate(self, neuron, current, ctx, t0, t1, y0, ts):
         flow = ctx[0]
-        tau = jnp.clip(ts, t0, t1) - t0
+        tau = jnp.clip(ts[:, None], t0, t1) - t0  # (T, n): each neuron's own clock
         return jax.vmap(lambda s: flow(s, y0))(tau)
 
 
@@ -145,6 +162,8 @@ class DiffraxSegments(AbstractSegmentSolver):
             dtmax=self.dtmax,
             jump_ts=current.jump_ts,
         )
+
+    clock = "population"
 
     def prepare(self, neuron, current, n, dtype):
         return None
