@@ -54,6 +54,7 @@ def default_max_events(n_inputs: int, n: int, max_spikes: int) -> int:
     return n_inputs + n * max_spikes + 1
 
 
+@eqx.filter_jit
 def run_layer(
     neuron: AbstractNeuron,
     weights: Float[Array, "n_in n"],
@@ -67,6 +68,9 @@ def run_layer(
     ts: Optional[Float[Array, " T"]] = None,
 ) -> tuple[LayerSpikes, Optional[Float[Array, "n T state"]]]:
     """Simulate one population driven by input spikes and an external current.
+
+    Compiled once per model structure, shapes and static settings (``filter_jit``);
+    new input times, weights or parameter values reuse the compiled loop.
 
     **Returns:** the population's [`eventsnn.LayerSpikes`][], and if ``ts`` is given,
     the state at those times (``NaN`` only where the loop stopped early, which the

@@ -88,6 +88,20 @@ class AbstractNeuron(eqx.Module):
             )
 
 
+def _as_float_array(value):
+    array = jnp.asarray(value)
+    if not jnp.issubdtype(array.dtype, jnp.inexact):
+        array = array.astype(float)
+    return array
+
+
+def param(default):
+    """A trainable neuron parameter: stored as a JAX array (so ``jit`` does not
+    recompile when its value changes, and ``eqx.filter_grad`` differentiates it),
+    scalar or one value per neuron."""
+    return eqx.field(default=default, converter=_as_float_array)
+
+
 def check_positive(owner: object, **values) -> None:
     """Raise ``ValueError`` if a concrete parameter is not strictly positive and finite.
 

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 
 from .._custom_types import Array, Bool, Current, Float, Param, State
-from .._neuron import AbstractNeuron, check_finite, check_positive
+from .._neuron import AbstractNeuron, param, check_finite, check_positive
 from .eif import exp_term
 
 
@@ -21,17 +21,17 @@ class AdEx(AbstractNeuron):
     $w \leftarrow w + $ ``b_adapt`` (spike-triggered adaptation). Inputs add $w$ to $i$.
     """
 
-    tau_mem: Param = 20.0
-    tau_syn: Param = 5.0
-    tau_adapt: Param = 100.0
-    a: Param = 0.1
-    b_adapt: Param = 0.1
-    v_rest: Param = 0.0
-    v_thresh: Param = 1.0
-    delta_t: Param = 0.2
-    v_peak: Param = 2.0
-    v_reset: Param = 0.0
-    bias: Param = 0.0
+    tau_mem: Param = param(20.0)
+    tau_syn: Param = param(5.0)
+    tau_adapt: Param = param(100.0)
+    a: Param = param(0.1)
+    b_adapt: Param = param(0.1)
+    v_rest: Param = param(0.0)
+    v_thresh: Param = param(1.0)
+    delta_t: Param = param(0.2)
+    v_peak: Param = param(2.0)
+    v_reset: Param = param(0.0)
+    bias: Param = param(0.0)
 
     state_names = ("v", "w", "i")
 

@@ -5,7 +5,7 @@ import math
 import jax.numpy as jnp
 
 from .._custom_types import Array, Bool, Current, Float, Param, State
-from .._neuron import AbstractNeuron, check_finite, check_positive
+from .._neuron import AbstractNeuron, param, check_finite, check_positive
 
 
 class AlphaLIF(AbstractNeuron):
@@ -23,11 +23,11 @@ class AlphaLIF(AbstractNeuron):
     exact-flow fast path (which would need at most one extremum per segment).
     """
 
-    tau_mem: Param = 20.0
-    tau_syn: Param = 5.0
-    threshold: Param = 1.0
-    v_reset: Param = 0.0
-    bias: Param = 0.0
+    tau_mem: Param = param(20.0)
+    tau_syn: Param = param(5.0)
+    threshold: Param = param(1.0)
+    v_reset: Param = param(0.0)
+    bias: Param = param(0.0)
 
     state_names = ("v", "i", "x")
     linear = True

@@ -6,7 +6,7 @@ import equinox as eqx
 import jax.numpy as jnp
 
 from .._custom_types import Array, Bool, Current, Float, Param, State
-from .._neuron import AbstractNeuron, check_finite, check_positive
+from .._neuron import AbstractNeuron, param, check_finite, check_positive
 
 
 class DeltaLIF(AbstractNeuron):
@@ -20,10 +20,10 @@ class DeltaLIF(AbstractNeuron):
     **Arguments:** `tau_mem`, `threshold`, `v_reset`, `bias`, `reset_mode` as for LIF.
     """
 
-    tau_mem: Param = 20.0
-    threshold: Param = 1.0
-    v_reset: Param = 0.0
-    bias: Param = 0.0
+    tau_mem: Param = param(20.0)
+    threshold: Param = param(1.0)
+    v_reset: Param = param(0.0)
+    bias: Param = param(0.0)
     reset_mode: Literal["zero", "subtract"] = eqx.field(static=True, default="zero")
 
     state_names = ("v",)

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 
 from .._custom_types import Array, Bool, Current, Float, Param, State
-from .._neuron import AbstractNeuron, check_finite, check_positive
+from .._neuron import AbstractNeuron, param, check_finite, check_positive
 
 # Above v_T + _EXP_CAP * delta_T the exponential is frozen: far beyond any sensible
 # v_peak, it only keeps a solver's trial step from overflowing to inf.
@@ -27,14 +27,14 @@ class EIF(AbstractNeuron):
     $v \leftarrow v_\text{reset}$. Input spikes add $w$ to $i$.
     """
 
-    tau_mem: Param = 20.0
-    tau_syn: Param = 5.0
-    v_rest: Param = 0.0
-    v_thresh: Param = 1.0
-    delta_t: Param = 0.2
-    v_peak: Param = 2.0
-    v_reset: Param = 0.0
-    bias: Param = 0.0
+    tau_mem: Param = param(20.0)
+    tau_syn: Param = param(5.0)
+    v_rest: Param = param(0.0)
+    v_thresh: Param = param(1.0)
+    delta_t: Param = param(0.2)
+    v_peak: Param = param(2.0)
+    v_reset: Param = param(0.0)
+    bias: Param = param(0.0)
 
     state_names = ("v", "i")
 

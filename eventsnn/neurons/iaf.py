@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 
 from .._custom_types import Array, Bool, Current, Float, Param, State
-from .._neuron import AbstractNeuron, check_finite, check_positive
+from .._neuron import AbstractNeuron, param, check_finite, check_positive
 
 
 class IAF(AbstractNeuron):
@@ -20,12 +20,12 @@ class IAF(AbstractNeuron):
     `v_reset`, `bias` ($b$), `leak` ($\ell \ge 0$, a constant current drained).
     """
 
-    tau_mem: Param = 20.0
-    tau_syn: Param = 5.0
-    threshold: Param = 1.0
-    v_reset: Param = 0.0
-    bias: Param = 0.0
-    leak: Param = 0.0
+    tau_mem: Param = param(20.0)
+    tau_syn: Param = param(5.0)
+    threshold: Param = param(1.0)
+    v_reset: Param = param(0.0)
+    bias: Param = param(0.0)
+    leak: Param = param(0.0)
 
     state_names = ("v", "i")
     linear = True

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 
 from .._custom_types import Array, Bool, Current, Float, Param, State
-from .._neuron import AbstractNeuron, check_finite, check_positive
+from .._neuron import AbstractNeuron, param, check_finite, check_positive
 
 
 class Izhikevich(AbstractNeuron):
@@ -18,13 +18,13 @@ class Izhikevich(AbstractNeuron):
     rests at v = -70 mV, u = -14. Input spikes add $w$ to $i$ (in mV/ms).
     """
 
-    a: Param = 0.02
-    b: Param = 0.2
-    c: Param = -65.0
-    d: Param = 8.0
-    v_peak: Param = 30.0
-    tau_syn: Param = 5.0
-    bias: Param = 0.0
+    a: Param = param(0.02)
+    b: Param = param(0.2)
+    c: Param = param(-65.0)
+    d: Param = param(8.0)
+    v_peak: Param = param(30.0)
+    tau_syn: Param = param(5.0)
+    bias: Param = param(0.0)
 
     state_names = ("v", "u", "i")
 

@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 
 from .._custom_types import Array, Bool, Current, Float, Param, State
-from .._neuron import AbstractNeuron, check_positive
+from .._neuron import AbstractNeuron, param, check_positive
 
 
 class QIF(AbstractNeuron):
@@ -21,9 +21,9 @@ class QIF(AbstractNeuron):
     with $b > 0$ it fires periodically. Default $b = -0.1$.
     """
 
-    tau_mem: Param = 20.0
-    tau_syn: Param = 5.0
-    bias: Param = -0.1
+    tau_mem: Param = param(20.0)
+    tau_syn: Param = param(5.0)
+    bias: Param = param(-0.1)
 
     state_names = ("theta", "i")
 

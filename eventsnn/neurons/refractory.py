@@ -3,7 +3,7 @@
 import jax.numpy as jnp
 
 from .._custom_types import Array, Bool, Current, Float, Param, State
-from .._neuron import AbstractNeuron, check_positive
+from .._neuron import AbstractNeuron, param, check_positive
 
 
 class Refractory(AbstractNeuron):
@@ -21,7 +21,7 @@ class Refractory(AbstractNeuron):
     """
 
     model: AbstractNeuron
-    t_ref: Param = 2.0
+    t_ref: Param = param(2.0)
 
     def __check_init__(self):
         check_positive(self, t_ref=self.t_ref)

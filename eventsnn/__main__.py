@@ -1,0 +1,8 @@
+"""``python -m eventsnn``: the command line (see `eventsnn.cli`)."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The ``eventsnn`` command line.
+
+```
+eventsnn simulate [--neuron lif] [--hidden 20] [--t-max 50] [--out runs/simulate]
+python -m eventsnn simulate --help
+```
+
+Each subcommand is one entry of `COMMANDS`: a function that adds its arguments to an
+``argparse`` parser and a function that runs it and returns the exit status. To add a
+subcommand (``train``, ``bench``), write those two functions and add one entry.
+"""
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import neurons as _neurons, plot
+from ._network import FeedForward
+from ._spikes import check
+
+NEURONS = {
+    "lif": _neurons.LIF,
+    "delta-lif": _neurons.DeltaLIF,
+    "alpha-lif": _neurons.AlphaLIF,
+    "iaf": _neurons.IAF,
+    "qif": _neurons.QIF,
+    "eif": _neurons.EIF,
+    "adex": _neurons.AdEx,
+    "izhikevich": _neurons.Izhikevich,
+}
+
+
+class Command(NamedTuple):
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# --------------------------------------------------------------------------- simulate
+def demo_input(in_size: int, t_max: float, period: float = 10.0) -> np.ndarray:
+    """The built-in input of ``eventsnn simulate``: channel ``c`` spikes at
+    ``2 + c + period * k`` ms for ``k = 0, 1, …`` while that is below ``t_max``, so
+    every ``period`` ms a volley sweeps across the channels, one ms apart.
+
+    **Returns:** ``(in_size, K)`` spike times (ms), ``+inf`` padding.
+    """
+    times = 2.0 + np.arange(in_size)[:, None] + period * np.arange(int(t_max // period) + 1)
+    return np.where(times < t_max, times, np.inf)
+
+
+def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--neuron", choices=sorted(NEURONS), default="lif",
+                        help="neuron model of every layer (default: %(default)s)")
+    parser.add_argument("--inputs", type=int, default=5, metavar="N",
+                        help="number of input channels (default: %(default)s)")
+    parser.add_argument("--hidden", type=int, nargs="*", default=[20], metavar="N",
+                        help="hidden layer sizes, e.g. '--hidden 20 10'; none for a "
+                        "single layer (default: 20)")
+    parser.add_argument("--outputs", type=int, default=3, metavar="N",
+                        help="number of output neurons (default: %(default)s)")
+    parser.add_argument("--t-max", type=float, default=50.0, metavar="MS",
+                        help="simulation window in ms (default: %(default)s)")
+    parser.add_argument("--max-spikes", type=int, default=10, metavar="S",
+                        help="spike times kept per neuron (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the weight initialisation (default: %(default)s)")
+    parser.add_argument("--traces", type=int, default=4, metavar="N",
+                        help="hidden neurons whose states are plotted (default: "
+                        "%(default)s)")
+    parser.add_argument("--out", type=Path, default=Path("runs/simulate"),
+                        metavar="DIR", help="output directory (default: %(default)s)")
+
+
+def _format_times(times: np.ndarray) -> str:
+    finite = times[np.isfinite(times)]
+    return "  ".join(f"{t:7.3f}" for t in finite) if finite.size else "-"
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    neuron = NEURONS[args.neuron]()
+    sizes = [*args.hidden, args.outputs]
+    net = FeedForward(args.inputs, sizes, neuron, jax.random.key(args.seed),
+                      t_max=args.t_max, max_spikes=args.max_spikes)
+    x = demo_input(args.inputs, args.t_max)
+    print(f"{type(neuron).__name__} network {' -> '.join(map(str, [args.inputs, *sizes]))}"
+          f", t_max = {args.t_max:g} ms, seed {args.seed}")
+    print(f"input: channel c spikes at 2 + c + 10 k ms ({int(np.isfinite(x).sum())} "
+          "spikes)\n")
+    out = net(jnp.asarray(x))
+    try:
+        check(out)
+    except RuntimeError as error:
+        print(f"error: {error}\n(on the command line: --max-spikes, --t-max)",
+              file=sys.stderr)
+        return 1
+
+    print("output spike times (ms)")
+    print(f"{'neuron':>6}  {'count':>5}  times")
+    for i, (times, count) in enumerate(zip(np.asarray(out.times), np.asarray(out.counts))):
+        print(f"{i:>6}  {count:>5}  {_format_times(times)}")
+    print(f"\n{'layer':<8}  {'neurons':>7}  {'spikes':>6}  {'events':>6}")
+    print(f"{'input':<8}  {args.inputs:>7}  {int(np.isfinite(x).sum()):>6}  {'-':>6}")
+    for index, layer in enumerate(out.layers):
+        name = "output" if index == len(sizes) - 1 else f"hidden {index + 1}"
+        print(f"{name:<8}  {sizes[index]:>7}  {int(np.sum(layer.counts)):>6}  "
+              f"{int(layer.num_events):>6}")
+    print("(events: iterations of the layer's event loop)\n")
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    from matplotlib.figure import Figure  # no pyplot: no backend, no global figures
+
+    fig = Figure(figsize=(7, 4.5), layout="constrained")
+    plot.raster(out, fig.subplots(), inputs=x, t_max=args.t_max)
+    fig.suptitle(f"{type(neuron).__name__} network, built-in input")
+    paths = [args.out / "raster.png"]
+    fig.savefig(paths[-1], dpi=120)
+
+    # The hidden layer (or the only layer), neurons that fire first.
+    layer = 0
+    first = np.asarray(out.layers[layer].first)
+    shown = np.argsort(first, stable=True)[: args.traces]
+    ts = jnp.linspace(0.0, args.t_max, 1000)
+    trajectory = np.asarray(net.state_at_t(jnp.asarray(x), ts, layer=layer))
+    fig = Figure(figsize=(7.5, 1.2 + 1.8 * neuron.state_size), layout="constrained")
+    axes = fig.subplots(neuron.state_size, 1, sharex=True, squeeze=False)[:, 0]
+    plot.states(neuron, ts, trajectory, neurons=shown, spikes=out.layers[layer],
+                ax=axes)
+    name = "output" if len(sizes) == 1 else "hidden layer 1"
+    fig.suptitle(f"{type(neuron).__name__}: states of {len(shown)} neurons, {name}")
+    paths.append(args.out / "membrane.png")
+    fig.savefig(paths[-1], dpi=120)
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+# --------------------------------------------------------------------------- main
+COMMANDS: dict[str, Command] = {
+    "simulate": Command(
+        "simulate a small network on a built-in input; print its spikes, plot them",
+        _simulate_arguments,
+        _simulate,
+    ),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eventsnn",
+        description="Event-driven spiking neural networks in JAX.",
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, command in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=command.help, description=command.help)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``eventsnn`` command.
+
+    **Arguments:** `argv`: the arguments (default: ``sys.argv[1:]``).
+
+    **Returns:** the exit status (``0`` on success).
+    """
+    args = build_parser().parse_args(argv)
+    return args.run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""The public API: construction, bad input, batching, compilation, custom models."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import eventsnn as es
+
+jax.config.update("jax_enable_x64", True)
+
+X = jnp.array([[0.0, 6.0], [1.0, jnp.inf], [2.0, 8.0], [3.0, jnp.inf], [0.5, 4.0]])
+
+
+def small_net(**kwargs):
+    options = dict(t_max=30.0, max_spikes=1)
+    options.update(kwargs)
+    return es.FeedForward(5, [12, 3], es.LIF(), jax.random.key(0), **options)
+
+
+# ----------------------------------------------------------------- neuron contract
+def test_missing_method_fails_at_construction_naming_it():
+    class Incomplete(es.AbstractNeuron):
+        state_names = ("v",)
+
+        def init_state(self, n):
+            return jnp.zeros((n, 1))
+
+        def dynamics(self, t, y, args):
+            return -y
+
+        def spike_condition(self, t, y, args):
+            return y[:, 0] - 1
+
+        def input_spikes(self, y, w):
+            return y.at[:, 0].add(w)
+
+    with pytest.raises(TypeError, match="reset"):
+        Incomplete()
+
+
+def test_init_state_must_match_state_names():
+    class Mismatch(es.LIF):
+        def init_state(self, n):
+            return jnp.zeros((n, 3))
+
+    with pytest.raises(ValueError, match="state_names"):
+        es.FeedForward(5, [3], Mismatch(), jax.random.key(0), t_max=10.0)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: es.LIF(tau_mem=-1.0), "tau_mem"),
+        (lambda: es.LIF(tau_syn=0.0), "tau_syn"),
+        (lambda: es.LIF(threshold=float("nan")), "threshold"),
+        (lambda: es.QIF(tau_mem=float("inf")), "tau_mem"),
+        (lambda: es.Refractory(es.LIF(), t_ref=-2.0), "t_ref"),
+        (lambda: es.LIF(reset_mode="half"), "reset_mode"),
+    ],
+)
+def test_invariants_checked_at_construction(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_parameters_are_trainable_leaves():
+    leaves = jax.tree_util.tree_leaves(eqx.filter(es.LIF(), eqx.is_inexact_array_like))
+    assert len(leaves) == 5  # tau_mem, tau_syn, threshold, v_reset, bias
+
+
+# ----------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        (X.at[0, 0].set(jnp.nan), "NaN"),
+        (X.at[1, 0].set(-1.0), "negative"),
+        (X[:4], "in_size=5"),
+        (X[None], "in_size=5"),
+        (jnp.zeros((5, 2), jnp.int32), "floating-point"),
+    ],
+)
+def test_bad_input_times_raise_value_error(bad, match):
+    with pytest.raises(ValueError, match=match):
+        small_net()(bad)
+
+
+def test_nan_input_inside_jit_raises():
+    net = small_net()
+    with pytest.raises(Exception, match="NaN"):
+        jax.block_until_ready(eqx.filter_jit(net)(X.at[0, 0].set(jnp.nan)))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(t_max=0.0), "t_max"),
+        (dict(t_max=-5.0), "t_max"),
+        (dict(max_spikes=0), "max_spikes"),
+        (dict(gradient="finite-differences"), "gradient"),
+        (dict(max_events=[10]), "max_events"),
+        (dict(solver="rk4"), "solver"),
+    ],
+)
+def test_bad_network_arguments(kwargs, match):
+    with pytest.raises((ValueError, TypeError), match=match):
+        small_net(**kwargs)
+
+
+def test_bad_query_times():
+    net = small_net()
+    with pytest.raises(ValueError, match="t_max"):
+        net.state_at_t(X, jnp.array([0.0, 31.0]))
+    with pytest.raises(ValueError, match="layer"):
+        net.state_at_t(X, jnp.array([1.0]), layer=5)
+
+
+def test_exact_solver_refuses_what_it_cannot_do():
+    with pytest.raises(ValueError, match="linear"):
+        es.FeedForward(5, [3], es.QIF(), jax.random.key(0), t_max=10.0,
+                       solver=es.ExactLinear())(X)
+    with pytest.raises(ValueError, match="2 state"):
+        es.FeedForward(5, [3], es.AlphaLIF(), jax.random.key(0), t_max=10.0,
+                       solver=es.ExactLinear())(X)
+    with pytest.raises(ValueError, match="constant"):
+        es.simulate(es.LIF(), 1, t_max=10.0, current=lambda t: 1.0 + 0 * t,
+                    solver=es.ExactLinear())
+
+
+# ------------------------------------------------------------------------- results
+def test_result_structure():
+    out = small_net()(X)
+    assert out.times.shape == (3, 1)
+    assert out.first.shape == (3,)
+    assert out.counts.shape == (3,)
+    assert len(out.layers) == 2
+    assert out.layers[0].times.shape == (12, 1)
+    assert out.overflow.shape == (2,)
+    assert not bool(out.overflow.any())
+    # a fresh network fires
+    assert int((out.layers[0].counts > 0).sum()) >= 3
+    assert es.check(out) is out
+
+
+def test_times_sorted_and_padded_with_inf():
+    net = small_net(max_spikes=6)
+    out = net(X)
+    times = np.asarray(out.layers[0].times)
+    counts = np.asarray(out.layers[0].counts)
+    for row, count in zip(times, counts):
+        assert np.all(np.isfinite(row[:count]))
+        assert np.all(np.isinf(row[count:]))
+        assert np.all(np.diff(row[:count]) > 0)
+    assert not np.isnan(times).any()
+
+
+def test_overflow_is_flagged_and_check_raises_with_the_knob():
+    net = small_net(max_spikes=6, max_events=3)
+    out = net(X)
+    assert bool(out.overflow[0])
+    with pytest.raises(RuntimeError, match="max_events"):
+        es.check(out)
+
+
+def test_max_spikes_overflow_is_flagged():
+    net = es.FeedForward(1, [1], es.LIF(bias=2.0), jax.random.key(0), t_max=200.0,
+                         max_spikes=2, max_events=100)
+    out = net(jnp.array([[jnp.inf]]))
+    assert int(out.counts[0]) > 2
+    assert out.layers[0].result == es.RESULTS.max_spikes_reached
+    with pytest.raises(RuntimeError, match="max_spikes"):
+        es.check(out)
+
+
+def test_one_sample_overflowing_does_not_fail_the_batch():
+    net = small_net(max_spikes=4, max_events=12)
+    quiet = jnp.full((5, 2), jnp.inf).at[0, 0].set(1.0)
+    busy = jnp.tile(jnp.linspace(0.0, 10.0, 2), (5, 1))
+    out = jax.vmap(net)(jnp.stack([quiet, busy]))
+    flags = np.asarray(out.overflow)
+    assert flags.shape == (2, 2)
+    assert not flags[0].any() and flags[1].any()
+    with pytest.raises(RuntimeError, match="1 of 2 sample"):
+        es.check(out)
+
+
+def test_silent_network_gives_inf_not_nan():
+    net = small_net()
+    net = eqx.tree_at(lambda m: m.weights, net, [jnp.zeros_like(w) for w in net.weights])
+    out = net(X)
+    assert np.all(np.isinf(np.asarray(out.first)))
+    assert int(out.counts.sum()) == 0
+    traj = net.state_at_t(X, jnp.linspace(0, 30, 7))
+    assert np.allclose(np.asarray(traj), 0.0)
+
+
+# ---------------------------------------------------------------- batching and jit
+def test_vmap_equals_python_loop():
+    net = small_net(max_spikes=3)
+    batch = jax.random.uniform(jax.random.key(3), (6, 5, 2), maxval=10.0)
+    batch = batch.at[2, 1, 1].set(jnp.inf)
+    out = jax.vmap(net)(batch)
+    for b in range(batch.shape[0]):
+        single = net(batch[b])
+        for layer_b, layer_1 in zip(out.layers, single.layers):
+            np.testing.assert_array_equal(layer_b.times[b], layer_1.times)
+            np.testing.assert_array_equal(layer_b.counts[b], layer_1.counts)
+
+
+def test_jit_compiles_once_for_new_data_and_parameters():
+    traces = []
+
+    @eqx.filter_jit
+    def run(net, x):
+        traces.append(1)
+        return net(x).first
+
+    net = small_net()
+    run(net, X)
+    run(net, X + 0.25)
+    net2 = eqx.tree_at(lambda m: m.weights[0], net, net.weights[0] * 1.1)
+    net2 = eqx.tree_at(lambda m: m.neurons, net2, tuple(
+        eqx.tree_at(lambda n: n.tau_mem, n, jnp.asarray(15.0)) for n in net2.neurons))
+    run(net2, X)
+    assert len(traces) == 1
+
+
+def test_float32_default_works():
+    with jax.enable_x64(False):
+        net = es.FeedForward(5, [12, 3], es.LIF(), jax.random.key(0), t_max=30.0)
+        out = net(X.astype(jnp.float32))
+        assert out.times.dtype == jnp.float32
+        assert int((out.layers[0].counts > 0).sum()) >= 3
+    net64 = es.FeedForward(5, [12, 3], es.LIF(), jax.random.key(0), t_max=30.0)
+    net64 = eqx.tree_at(lambda m: m.weights, net64,
+                        [w.astype(jnp.float64) for w in net.weights])
+    ref = net64(X)
+    np.testing.assert_allclose(np.asarray(out.layers[0].first),
+                               np.asarray(ref.layers[0].first), rtol=1e-4)
+
+
+def test_per_layer_neuron_models_and_solvers():
+    net = es.FeedForward(5, [8, 2], [es.QIF(), es.LIF()], jax.random.key(1),
+                         t_max=40.0, max_spikes=10)
+    assert es._network.default_solver_name(net) == ["Tsit5", "ExactLinear"]
+    out = net(X)
+    assert not bool(out.overflow.any())
+    net_dopri = es.FeedForward(5, [8, 2], [es.QIF(), es.LIF()], jax.random.key(1),
+                               t_max=40.0, max_spikes=10, solver=diffrax.Dopri8())
+    out2 = net_dopri(X)
+    np.testing.assert_allclose(np.asarray(out2.layers[0].times),
+                               np.asarray(out.layers[0].times), atol=1e-6)
+
+
+# -------------------------------------------------------------------- custom model
+class SinCos(es.AbstractNeuron):
+    """dA/dt = -(sin A + cos B)/tau_mem, tau_syn dB/dt = -B; spike when A > threshold."""
+
+    tau_mem: float = 10.0
+    tau_syn: float = 5.0
+    threshold: float = 1.0
+    state_names = ("A", "B")
+
+    def init_state(self, n):
+        return jnp.zeros((n, 2))
+
+    def dynamics(self, t, y, args):
+        a, b = y[:, 0], y[:, 1]
+        return jnp.stack([-(jnp.sin(a) + jnp.cos(b)) / self.tau_mem,
+                          -b / self.tau_syn], axis=-1)
+
+    def spike_condition(self, t, y, args):
+        return y[:, 0] - self.threshold
+
+    def input_spikes(self, y, w):
+        return y.at[:, 1].add(w)
+
+    def reset(self, y, spiked):
+        return y.at[:, 0].set(jnp.where(spiked, 0.0, y[:, 0]))
+
+
+def test_custom_model_runs_spikes_and_has_finite_trajectories():
+    x = jnp.array([[0.0, 1.0, 2.0], [0.5, 1.5, jnp.inf]])
+    net = es.FeedForward(2, [4], SinCos(), jax.random.key(0), t_max=40.0,
+                         max_spikes=5)
+    net = eqx.tree_at(lambda m: m.weights[0], net, jnp.full((2, 4), 2.5))
+    out = es.check(net(x))
+    assert int(out.counts.min()) >= 1
+    traj = net.state_at_t(x, jnp.linspace(0.0, 40.0, 81))
+    assert traj.shape == (4, 81, 2)
+    assert np.isfinite(np.asarray(traj)).all()
+    # After each spike the trajectory restarts from A = 0.
+    first = float(out.first[0])
+    after = net.state_at_t(x, jnp.array([first]))
+    assert abs(float(after[0, 0, 0])) < 1e-9
