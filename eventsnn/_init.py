@@ -13,6 +13,8 @@ Pehle 2021), made model-agnostic (and correct for non-linear models, whose effec
 threshold is not the spike-detection level) by measuring instead of deriving it.
 """
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -21,25 +23,43 @@ from ._current import as_current
 from ._layer import run_layer
 from ._neuron import AbstractNeuron
 from ._solve import segment_solver_for
+from ._spikes import RESULTS
 
-_PROBES = np.logspace(-4, 4, 161)  # 20 probes per decade: w_fire to within 12 %
+_PROBES = np.logspace(-3, 3, 121)  # 20 probes per decade: w_fire to within 12 %
 
 
 def firing_weight(neuron: AbstractNeuron, t_max: float) -> float:
     """The smallest weight of a single input spike at t = 0 that makes a resting
-    neuron fire before ``t_max`` (``1.0`` if no probe weight does)."""
+    neuron fire before ``t_max``.
+
+    Each probe weight is simulated as its own sample (``vmap``), so a probe whose
+    solve fails (huge weights can make a stiff model fail) cannot spoil the others;
+    failed probes count as unknown, not as silent. Warns and returns ``1.0`` if no
+    probe fires.
+    """
     dtype = jnp.zeros(()).dtype
-    n = _PROBES.size
-    spikes, _ = run_layer(
-        neuron,
-        jnp.asarray(_PROBES, dtype)[None, :],
-        jnp.zeros((1, 1), dtype),
-        as_current(None, n, dtype),
-        segment_solver_for(neuron, None, True),
-        t_max=t_max, max_spikes=1, max_events=n + 2,
-    )
-    fired = np.isfinite(np.asarray(spikes.first))
-    return float(_PROBES[np.argmax(fired)]) if fired.any() else 1.0
+    segments = segment_solver_for(neuron, None, True)
+    current = as_current(None, 1, dtype)
+
+    def probe(weight):
+        spikes, _, _ = run_layer(
+            neuron, jnp.reshape(weight, (1, 1)), jnp.zeros((1, 1), dtype), current,
+            segments, t_max=t_max, max_spikes=1, max_events=4,
+        )
+        return spikes.first[0], spikes.result == RESULTS.successful
+
+    first, ok = jax.vmap(probe)(jnp.asarray(_PROBES, dtype))
+    fired = np.isfinite(np.asarray(first)) & np.asarray(ok)
+    if not fired.any():
+        warnings.warn(
+            f"No single input spike of weight up to {_PROBES[-1]:g} makes "
+            f"{type(neuron).__name__} fire within t_max={t_max}; weights are "
+            "initialised on the scale 1.0. Pass init_mean/init_std or set the "
+            "weights yourself.",
+            stacklevel=3,
+        )
+        return 1.0
+    return float(_PROBES[np.argmax(fired)])
 
 
 def init_weights(

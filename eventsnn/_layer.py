@@ -7,8 +7,12 @@ loop then alternates between integrating to the next event and applying it:
         if a neuron is at/above threshold now        -> it spikes now (delta synapses)
         else integrate to the next input time, stopping at the first crossing
              crossing found                          -> record spike(s), reset
-             reached the input time                  -> apply every input at that time
+             reached the input time                  -> apply that input spike
              reached t_max                           -> done
+
+Input spikes are applied one per iteration, in (time, channel) order; a neuron is
+tested for an immediate spike only once every input at that instant has arrived, so
+simultaneous inputs act as their sum, whatever their order.
 
 Two clocks, chosen by the segment solver:
 
@@ -17,10 +21,12 @@ Two clocks, chosen by the segment solver:
 - one clock per neuron (exact flow map): neurons of a feedforward layer do not interact,
   so between two input times each neuron runs to its own crossings independently and
   the loop only synchronises at input times. In first-spike mode a layer then needs
-  about one iteration per distinct input time, however many neurons fire.
+  about one iteration per input spike, however many neurons fire.
 
-No Python runs per event. The loop knows the neuron contract and the segment solver,
-nothing of losses or training.
+The loop can record an [`eventsnn._layer.EventLog`][] of what happened at each
+iteration, from which `_adjoint.py` replays the events differentiably. No Python runs
+per event. The loop knows the neuron contract and the segment solver, nothing of losses
+or training.
 """
 
 from typing import NamedTuple, Optional
@@ -30,10 +36,38 @@ import jax
 import jax.numpy as jnp
 
 from ._current import AbstractCurrent
-from ._custom_types import Array, Float
+from ._custom_types import Array, Bool, Float, Int
 from ._neuron import AbstractNeuron
-from ._solve import AbstractSegmentSolver
+from ._solve import AbstractSegmentSolver, event_function
 from ._spikes import RESULTS, LayerSpikes
+
+# What a neuron did in one iteration (recorded for the gradient replay).
+IDLE, SPIKE_NOW, SPIKE_CROSSING, TO_END = 0, 1, 2, 3
+
+
+class EventLog(eqx.Module):
+    """What each loop iteration did; enough to replay the events differentiably.
+
+    - `deliver`: an input spike was applied (own clock: at the start of the
+      iteration; population clock: at its end).
+    - `ptr`: index (in sorted order) of that input spike.
+    - `end_ptr`: own clock only: index of the next input, whose time ends the segment.
+    - `kind`: per neuron, one of IDLE / SPIKE_NOW / SPIKE_CROSSING / TO_END.
+    - `t_new`: per neuron, the time reached (a spike time for spiking neurons).
+    - `hit`: population clock only: the segment ended at a spike crossing.
+    - `brk`: population clock only: the segment ended at the model's
+      `next_discontinuity` (no other action there).
+    - `lead`: population clock only: the neuron whose crossing ended the segment.
+    """
+
+    deliver: Bool[Array, " E"]
+    ptr: Int[Array, " E"]
+    end_ptr: Int[Array, " E"]
+    kind: Int[Array, "E n"]
+    t_new: Float[Array, "E n"]
+    hit: Bool[Array, " E"]
+    brk: Bool[Array, " E"]
+    lead: Int[Array, " E"]
 
 
 class _Carry(eqx.Module):
@@ -47,11 +81,43 @@ class _Carry(eqx.Module):
     done: Array
     failed: Array
     traj: Optional[Array]
+    log: Optional[EventLog]
 
 
-def default_max_events(n_inputs: int, n: int, max_spikes: int) -> int:
-    """Enough loop iterations for every input, every kept spike and the last segment."""
-    return n_inputs + n * max_spikes + 1
+class Inputs(NamedTuple):
+    """Input spikes sorted by (time, channel); ``+inf`` padding at the end."""
+
+    times: Float[Array, " M"]
+    channels: Int[Array, " M"]
+
+    @classmethod
+    def sort(cls, in_times: Float[Array, "n_in K"], t_max) -> "Inputs":
+        n_in, k_in = in_times.shape
+        flat = in_times.reshape(-1)
+        flat = jnp.where(flat < t_max, flat, jnp.inf)
+        order = jnp.argsort(flat, stable=True)
+        return cls(flat[order], jnp.repeat(jnp.arange(n_in), k_in)[order])
+
+    def time(self, ptr):
+        """Time of input ``ptr`` (``+inf`` past the end)."""
+        m = self.times.shape[0]
+        return jnp.where(ptr < m, self.times[jnp.minimum(ptr, m - 1)], jnp.inf)
+
+    def channel(self, ptr):
+        return self.channels[jnp.minimum(ptr, self.channels.shape[0] - 1)]
+
+
+def default_max_events(n_inputs: int, n: int, max_spikes: int, clock: str) -> int:
+    """Loop iterations that suffice unless a neuron fires more than ``max_spikes``.
+
+    Population clock: one per input spike, one per output spike, one to reach
+    ``t_max``. Own clocks: one per input and one more per round of spikes between two
+    inputs; the number of rounds is bounded both by the spikes and by the intervals.
+    """
+    if clock == "neuron":
+        return n_inputs + 1 + max_spikes * min(n_inputs + 1, n)
+    # A model with kinks (refractory release) stops once more after each spike.
+    return n_inputs + 2 * n * max_spikes + 1
 
 
 @eqx.filter_jit
@@ -66,43 +132,60 @@ def run_layer(
     max_spikes: int,
     max_events: int,
     ts: Optional[Float[Array, " T"]] = None,
-) -> tuple[LayerSpikes, Optional[Float[Array, "n T state"]]]:
+    record: bool = False,
+    differentiable: bool = False,
+) -> tuple[LayerSpikes, Optional[Float[Array, "n T state"]], Optional[EventLog]]:
     """Simulate one population driven by input spikes and an external current.
 
     Compiled once per model structure, shapes and static settings (``filter_jit``);
     new input times, weights or parameter values reuse the compiled loop.
 
-    **Returns:** the population's [`eventsnn.LayerSpikes`][], and if ``ts`` is given,
-    the state at those times (``NaN`` only where the loop stopped early, which the
-    result then reports).
+    **Arguments:** as named; ``record`` also returns the [`EventLog`][]; with
+    ``differentiable`` the loop is a ``lax.scan`` of exactly ``max_events`` iterations
+    (reverse-mode differentiable, no early exit) instead of a ``while_loop``.
+
+    **Returns:** the population's [`eventsnn.LayerSpikes`][]; if ``ts`` is given, the
+    state at those times (``NaN`` only where the loop stopped early, which the result
+    then reports); and the event log if ``record``.
     """
-    n_in, k_in = in_times.shape
     n = weights.shape[1]
     dtype = weights.dtype
-    flat = in_times.reshape(-1).astype(dtype)
-    flat = jnp.where(flat < t_max, flat, jnp.inf)
-    order = jnp.argsort(flat, stable=True)
-    inputs = _Inputs(flat[order], jnp.repeat(jnp.arange(n_in), k_in)[order], n_in)
+    inputs = Inputs.sort(in_times.astype(dtype), t_max)
     t_max = jnp.asarray(t_max, dtype)
     ctx = segments.prepare(neuron, current, n, dtype)
-    step = _own_clock_step if segments.clock == "neuron" else _population_step
-    first_spike_mode = max_spikes == 1
+    own_clock = segments.clock == "neuron"
+    step = _own_clock_step if own_clock else _population_step
+    early_stop = max_spikes == 1 and ts is None
 
     def body(c: _Carry) -> _Carry:
-        return step(c, neuron, weights, inputs, current, segments, ctx, t_max,
-                    max_spikes, ts)
+        new = step(c, neuron, weights, inputs, current, segments, ctx, t_max,
+                   max_spikes, ts, early_stop)
+        if c.log is not None:
+            new = eqx.tree_at(lambda x: x.log, new, _write_log(c.log, c.k, new.log))
+        return new
 
     def cond(c: _Carry):
         return (~c.done) & (~c.failed) & (c.k < max_events)
 
     y0 = neuron.init_state(n).astype(dtype)
-    clock_shape = (n,) if segments.clock == "neuron" else ()
     traj0 = None
     if ts is not None:
         traj0 = jnp.full((ts.shape[0], n, y0.shape[1]), jnp.nan, dtype)
+    log0 = None
+    if record:
+        log0 = EventLog(
+            deliver=jnp.zeros((max_events,), bool),
+            ptr=jnp.zeros((max_events,), jnp.int32),
+            end_ptr=jnp.zeros((max_events,), jnp.int32),
+            kind=jnp.zeros((max_events, n), jnp.int32),
+            t_new=jnp.zeros((max_events, n), dtype),
+            hit=jnp.zeros((max_events,), bool),
+            brk=jnp.zeros((max_events,), bool),
+            lead=jnp.zeros((max_events,), jnp.int32),
+        )
     init = _Carry(
         k=jnp.zeros((), jnp.int32),
-        t=jnp.zeros(clock_shape, dtype),
+        t=jnp.zeros((n,) if own_clock else (), dtype),
         y=y0,
         ptr=jnp.zeros((), jnp.int32),
         times=jnp.full((n, max_spikes), jnp.inf, dtype),
@@ -111,9 +194,19 @@ def run_layer(
         done=jnp.zeros((), bool),
         failed=jnp.zeros((), bool),
         traj=traj0,
+        log=log0,
     )
-    final = jax.lax.while_loop(cond, body, init)
-    if first_spike_mode and ts is None:
+    if differentiable:
+        def scan_body(c, _):
+            new = body(c)
+            keep = cond(c)
+            return jax.tree.map(lambda a, b: jnp.where(keep, a, b), new, c), None
+
+        final, _ = jax.lax.scan(scan_body, init, None, length=max_events)
+    else:
+        final = jax.lax.while_loop(cond, body, init)
+
+    if early_stop:
         # Stopping once every neuron has fired is a success, not an overflow.
         finished = final.done | jnp.all(final.counts >= 1)
     else:
@@ -133,36 +226,22 @@ def run_layer(
     )
     spikes = LayerSpikes(final.times, final.counts, final.k, result)
     traj = None if final.traj is None else jnp.transpose(final.traj, (1, 0, 2))
-    return spikes, traj
+    return spikes, traj, final.log
 
 
-class _Inputs(NamedTuple):
-    times: Float[Array, " M"]  # sorted, +inf padded
-    channels: Array
-    n_in: int
-
-    def next_time(self, ptr):
-        m = self.times.shape[0]
-        return jnp.where(ptr < m, self.times[jnp.minimum(ptr, m - 1)], jnp.inf)
-
-    def arriving(self, t, weights, dtype):
-        """Summed weights per neuron of every input spike at exactly ``t``, and how
-        many spikes that is."""
-        mask = self.times == t
-        per_channel = jnp.zeros((self.n_in,), dtype).at[self.channels].add(
-            mask.astype(dtype)
-        )
-        return per_channel @ weights, jnp.sum(mask, dtype=jnp.int32)
+def _write_log(log: EventLog, k, entry: EventLog) -> EventLog:
+    """Store the single-iteration ``entry`` (no leading axis) at row ``k``."""
+    return jax.tree.map(lambda full, row: full.at[k].set(row), log, entry)
 
 
-def _record(c: _Carry, spiked, t_spike, max_spikes):
+def _record(counts, times, spiked, t_spike, max_spikes):
     """Store the spike times of the neurons in ``spiked``; return (times, counts)."""
-    rows = jnp.arange(c.counts.shape[0])
-    slot = jnp.minimum(c.counts, max_spikes - 1)
-    keep = spiked & (c.counts < max_spikes)
-    old = c.times[rows, slot]
-    times = c.times.at[rows, slot].set(jnp.where(keep, t_spike, old))
-    return times, c.counts + spiked.astype(c.counts.dtype)
+    rows = jnp.arange(counts.shape[0])
+    slot = jnp.minimum(counts, max_spikes - 1)
+    keep = spiked & (counts < max_spikes)
+    old = times[rows, slot]
+    times = times.at[rows, slot].set(jnp.where(keep, t_spike, old))
+    return times, counts + spiked.astype(counts.dtype)
 
 
 def _fill(traj, ts, values, t_from, t_to, closed):
@@ -175,78 +254,107 @@ def _fill(traj, ts, values, t_from, t_to, closed):
     return jnp.where(inside[:, :, None], values, traj)
 
 
+def _active(counts, max_spikes):
+    """Neurons that may still fire (in first-spike mode a neuron fires once)."""
+    if max_spikes == 1:
+        return counts < 1
+    return jnp.ones(counts.shape, bool)
+
+
 def _population_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
-                     max_spikes, ts):
-    """One event with a shared clock: a spike of any neuron, or an input time."""
-    first_spike_mode = max_spikes == 1
+                     max_spikes, ts, early_stop):
+    """One event with a shared clock: a spike of any neuron, or an input spike."""
     n = c.counts.shape[0]
-    active = c.counts < 1 if first_spike_mode else jnp.ones((n,), bool)
+    active = _active(c.counts, max_spikes)
+    t_next = inputs.time(c.ptr)
+    pending = t_next == c.t  # more input spikes at this very instant: apply them first
     g = neuron.spike_condition(c.t, c.y, current(c.t))
-    above = active & (g >= 0)
+    above = active & (g >= 0) & ~pending
     now = jnp.any(above)
-    t_next = inputs.next_time(c.ptr)
-    t_end = jnp.where(now, c.t, jnp.minimum(t_next, t_max))
+    t_stop = jnp.minimum(t_next, t_max)
+    t_break = neuron.next_discontinuity(c.t, c.y)
+    if t_break is None:
+        t_break = jnp.asarray(jnp.inf, c.t.dtype)
+    breaks = t_break < t_stop  # a kink of the dynamics comes first: stop there
+    t_end = jnp.where(now, c.t, jnp.where(breaks, t_break, t_stop))
     seg = segments.advance(neuron, current, ctx, c.t, t_end, c.y, active)
-    is_spike = now | seg.hit
-    spiked = jnp.where(now, above, seg.spiked)
+    hit = seg.hit & ~now
+    spiked = jnp.where(now, above, seg.spiked & hit)
+    is_spike = jnp.any(spiked)
+    is_break = ~is_spike & ~now & breaks
     t_new = jnp.where(now, c.t, seg.t)
     y_new = jnp.where(now, c.y, seg.y)
-    times, counts = _record(c, spiked, t_new, max_spikes)
-    is_input = ~is_spike & (t_next < t_max)
-    weighted, arrived = inputs.arriving(t_next, weights, y_new.dtype)
-    y_input = neuron.input_spikes(y_new, weighted)
-    ptr = c.ptr + jnp.where(is_input, arrived, 0)
-    is_end = ~is_spike & ~is_input
+    times, counts = _record(c.counts, c.times, spiked, t_new, max_spikes)
+    deliver = ~is_spike & ~is_break & (t_next < t_max)
+    y_input = neuron.input_spikes(y_new, weights[inputs.channel(c.ptr)])
+    is_end = ~is_spike & ~is_break & ~deliver
     y_next = jnp.where(
-        is_spike, neuron.reset(y_new, spiked), jnp.where(is_input, y_input, y_new)
+        is_spike, neuron.reset(y_new, spiked), jnp.where(deliver, y_input, y_new)
     )
     done = is_end
-    if first_spike_mode and ts is None:
+    if early_stop:
         done = done | jnp.all(counts >= 1)
     traj = c.traj
     if ts is not None:
         values = segments.evaluate(neuron, current, ctx, c.t, t_new, c.y, ts)
         traj = _fill(traj, ts, values, c.t, t_new, is_end)
-    return _Carry(c.k + 1, t_new, y_next, ptr, times, counts, c.waiting, done,
-                  c.failed | seg.failed, traj)
+    log = None
+    if c.log is not None:
+        e = event_function(neuron, current, t_new, y_new, active)
+        kind = jnp.where(now, SPIKE_NOW, SPIKE_CROSSING)
+        log = EventLog(
+            deliver=deliver, ptr=c.ptr, end_ptr=c.ptr,
+            kind=jnp.where(spiked, kind, jnp.where(now, IDLE, TO_END)),
+            t_new=jnp.broadcast_to(t_new, (n,)), hit=hit, brk=is_break,
+            lead=jnp.argmax(e).astype(jnp.int32),
+        )
+    return _Carry(c.k + 1, t_new, y_next, c.ptr + deliver, times, counts,
+                  c.waiting, done, c.failed | seg.failed, traj, log)
 
 
 def _own_clock_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
-                    max_spikes, ts):
+                    max_spikes, ts, early_stop):
     """One round with a clock per neuron.
 
-    If every neuron has reached the next input time, the inputs at that time are
-    applied first. Then each neuron that is not waiting advances on its own: it fires
-    at once if it is at/above threshold, else runs to its first crossing (fire, reset,
-    stay in this interval) or to the input time (wait there).
+    If every neuron has reached the next input time, that input spike is applied
+    first. Then, unless more input spikes arrive at the same instant, each neuron that
+    is not waiting advances on its own: it fires at once if it is at/above threshold,
+    else runs to its first crossing (fire, reset, stay in this interval) or to the
+    next input time (wait there).
     """
-    first_spike_mode = max_spikes == 1
-    n = c.counts.shape[0]
-    t_next = inputs.next_time(c.ptr)
+    t_next = inputs.time(c.ptr)
     deliver = jnp.all(c.waiting) & (t_next < t_max)
-    weighted, arrived = inputs.arriving(t_next, weights, c.y.dtype)
-    y = jnp.where(deliver, neuron.input_spikes(c.y, weighted), c.y)
-    ptr = c.ptr + jnp.where(deliver, arrived, 0)
-    waiting = c.waiting & ~deliver
-    t_end = jnp.minimum(inputs.next_time(ptr), t_max)
+    y = jnp.where(deliver, neuron.input_spikes(c.y, weights[inputs.channel(c.ptr)]),
+                  c.y)
+    ptr = c.ptr + deliver
+    t_end = jnp.minimum(inputs.time(ptr), t_max)
+    hold = deliver & (t_end == t_next)  # another input spike at this very instant
+    waiting = (c.waiting & ~deliver) | hold
 
-    active = c.counts < 1 if first_spike_mode else jnp.ones((n,), bool)
+    active = _active(c.counts, max_spikes)
     g = neuron.spike_condition(c.t, y, current(c.t))
     above = active & (g >= 0) & ~waiting
     seg = segments.advance(neuron, current, ctx, c.t, t_end, y, active & ~waiting)
     hit = seg.hit & ~waiting & ~above
     spiked = above | hit
-    t_new = jnp.where(above | waiting, c.t, seg.t)
-    y_new = jnp.where((above | waiting)[:, None], y, seg.y)
-    times, counts = _record(c, spiked, t_new, max_spikes)
+    moved = ~waiting & ~above
+    t_new = jnp.where(moved, seg.t, c.t)
+    y_new = jnp.where(moved[:, None], seg.y, y)
+    times, counts = _record(c.counts, c.times, spiked, t_new, max_spikes)
     y_next = neuron.reset(y_new, spiked)
     waiting = waiting | ~spiked
     done = jnp.all(waiting) & (t_end >= t_max)
-    if first_spike_mode and ts is None:
+    if early_stop:
         done = done | jnp.all(counts >= 1)
     traj = c.traj
     if ts is not None:
         values = segments.evaluate(neuron, current, ctx, c.t, t_new, y, ts)
         traj = _fill(traj, ts, values, c.t, t_new, t_new >= t_max)
-    return _Carry(c.k + 1, t_new, y_next, ptr, times, counts, waiting, done,
-                  c.failed | seg.failed, traj)
+    log = None
+    if c.log is not None:
+        kind = jnp.where(above, SPIKE_NOW, jnp.where(
+            hit, SPIKE_CROSSING, jnp.where(moved, TO_END, IDLE)))
+        log = EventLog(deliver=deliver, ptr=c.ptr, end_ptr=ptr, kind=kind,
+                       t_new=t_new, hit=jnp.any(hit), brk=jnp.zeros((), bool),
+                       lead=jnp.zeros((), jnp.int32))
+    return _Carry(c.k + 1, t_new, y_next, ptr, times, counts, waiting, done, c.failed | seg.failed, traj, log)

@@ -12,7 +12,9 @@ from . import _validate
 from ._current import as_current
 from ._custom_types import Array, Float, InputTimes
 from ._init import init_weights
+from ._adjoint import layer_spikes
 from ._layer import default_max_events, run_layer
+from ._readout import max_membrane
 from ._neuron import AbstractNeuron
 from ._solve import AbstractSegmentSolver, segment_solver_for
 from ._spikes import RESULTS, Spikes, check
@@ -129,17 +131,20 @@ class FeedForward(eqx.Module):
     def _layer_max_events(self, index: int, n_inputs: int) -> int:
         if self.max_events is not None:
             return self.max_events[index]
-        return default_max_events(n_inputs, self.sizes[index], self.max_spikes)
+        return default_max_events(n_inputs, self.sizes[index], self.max_spikes,
+                                  self.segments[index].clock)
 
     def _run(self, index, in_times, ts=None):
-        neuron = self.neurons[index]
+        """Layer ``index`` on ``in_times``; with ``ts`` also its trajectory."""
         weights = self.weights[index]
-        current = as_current(None, self.sizes[index], weights.dtype)
-        return run_layer(
-            neuron, weights, in_times, current, self.segments[index],
-            t_max=self.t_max, max_spikes=self.max_spikes,
-            max_events=self._layer_max_events(index, in_times.size), ts=ts,
-        )
+        args = (self.neurons[index], weights, in_times,
+                as_current(None, self.sizes[index], weights.dtype), self.segments[index])
+        options = dict(t_max=self.t_max, max_spikes=self.max_spikes,
+                       max_events=self._layer_max_events(index, in_times.size))
+        if ts is not None:
+            spikes, traj, _ = run_layer(*args, ts=ts, **options)
+            return spikes, traj
+        return layer_spikes(*args, gradient=self.gradient, **options), None
 
     def __call__(self, input_times: InputTimes) -> Spikes:
         """Simulate one sample.
@@ -156,6 +161,20 @@ class FeedForward(eqx.Module):
             layers.append(spikes)
             x = spikes.times
         return Spikes(tuple(layers))
+
+    def max_membrane(self, input_times: InputTimes) -> Float[Array, " n_out"]:
+        """Maximum over ``[0, t_max]`` of each output neuron's membrane (state column
+        0), with the output layer treated as non-spiking: the read-out of Wunderlich &
+        Pehle's MNIST network, used with `es.losses.max_membrane_cross_entropy`.
+
+        Differentiable (the hidden layers with the network's gradient mode); the
+        output layer must use the exact flow map (a linear model with ≤ 2 state
+        variables), else ``ValueError``.
+        """
+        x = _validate.spike_times(input_times, self.in_size).astype(self.weights[0].dtype)
+        for index in range(len(self.sizes) - 1):
+            x = self._run(index, x)[0].times
+        return max_membrane(self.neurons[-1], self.weights[-1], x, self.t_max)
 
     def state_at_t(
         self, input_times: InputTimes, ts: Float[Array, " T"], layer: int = -1

@@ -37,7 +37,8 @@ def simulate(
     - `weights`: ``(n_in, n)`` weights of those inputs (required with `input_times`).
     - `ts`: optional times at which to return the state trajectory.
     - `max_spikes`: spike times kept per neuron (default 64).
-    - `max_events`: event-loop bound (default: inputs + ``n * max_spikes`` + 1).
+    - `max_events`: event-loop bound (default: enough for every input spike and
+      ``max_spikes`` spikes per neuron).
     - `solver`: as for [`eventsnn.FeedForward`][].
 
     **Returns:** ``(spikes, trajectory)``: a [`eventsnn.LayerSpikes`][] and, if `ts`
@@ -72,8 +73,9 @@ def simulate(
         ts = _validate.query_times(ts, t_max).astype(dtype)
     segments = segment_solver_for(neuron, solver, drive.is_constant)
     if max_events is None:
-        max_events = default_max_events(input_times.size, n, max_spikes)
-    return run_layer(
+        max_events = default_max_events(input_times.size, n, max_spikes, segments.clock)
+    spikes, trajectory, _ = run_layer(
         neuron, weights, input_times, drive, segments,
         t_max=t_max, max_spikes=max_spikes, max_events=max_events, ts=ts,
     )
+    return spikes, trajectory

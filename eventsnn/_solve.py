@@ -39,7 +39,7 @@ class Segment(NamedTuple):
 
 def default_tolerance(dtype) -> float:
     """Tight solver tolerances that the dtype can still honour."""
-    return 1e-9 if jnp.finfo(dtype).bits >= 64 else 1e-6
+    return 1e-10 if jnp.finfo(dtype).bits >= 64 else 1e-6
 
 
 class AbstractSegmentSolver(eqx.Module):
@@ -61,6 +61,12 @@ class AbstractSegmentSolver(eqx.Module):
     def advance(self, neuron, current, ctx, t0, t1, y0: State, active) -> Segment:
         """Integrate from ``t0`` towards ``t1``; stop at the first upward crossing of
         the spike condition by an ``active`` neuron."""
+
+    @abc.abstractmethod
+    def state_at(self, neuron, current, ctx, t0, t1, y0: State, adjoint=None) -> State:
+        """The state at ``t1`` from ``y0`` at ``t0`` with no event in between;
+        differentiable in all arguments (used to replay recorded events for
+        gradients). ``adjoint`` selects how diffrax differentiates the solve."""
 
     @abc.abstractmethod
     def evaluate(self, neuron, current, ctx, t0, t1, y0: State, ts) -> Float[Array, "T n s"]:
@@ -118,13 +124,24 @@ class ExactSegments(AbstractSegmentSolver):
         a spike of one neuron does not interrupt the others.
         """
         flow, c, g0 = ctx
-        length = jnp.maximum(t1 - t0, 0.0)
-        tau = first_crossing(flow, c, g0, y0, length, active, self.max_iters)
+        length = jnp.where(t1 >= t0, t1 - t0, 0.0)  # no max(): a tie would halve d/dt
+        # The root find itself is not differentiated: its result is corrected by one
+        # implicit-function-theorem step below, which carries the exact derivative.
+        tau = first_crossing(
+            *jax.lax.stop_gradient((flow, c, g0, y0, length)), active, self.max_iters
+        )
         hit = jnp.isfinite(tau)
-        tau_end = jnp.where(hit, tau, length)
+        tau_safe = jnp.where(hit, tau, 0.0)
+        y_hit = flow(tau_safe, y0)
+        residual = jnp.sum(c * y_hit, -1) + g0
+        rate = jnp.sum(c * flow.velocity(y_hit), -1)
+        tau_end = jnp.where(hit, implicit_time(tau_safe, residual, rate), length)
         y = flow(tau_end, y0)
         failed = ~jnp.all(flow.real) | ~jnp.all(jnp.isfinite(y))
         return Segment(t0 + tau_end, y, hit, hit, failed)
+
+    def state_at(self, neuron, current, ctx, t0, t1, y0, adjoint=None):
+        return ctx[0](t1 - t0, y0)
 
     def evaluate(self, neuron, current, ctx, t0, t1, y0, ts):
         flow = ctx[0]
@@ -138,7 +155,7 @@ class DiffraxSegments(AbstractSegmentSolver):
     **Arguments:**
 
     - `solver`: a diffrax solver (default ``diffrax.Tsit5()``).
-    - `rtol`, `atol`: step-size controller tolerances (default: 1e-9 in float64,
+    - `rtol`, `atol`: step-size controller tolerances (default: 1e-10 in float64,
       1e-6 in float32).
     - `root_tol`: tolerance of the spike-time root find (default: 1e-12 / 1e-6).
     - `max_steps`: solver steps allowed between two events; exceeding it is reported
@@ -168,45 +185,113 @@ class DiffraxSegments(AbstractSegmentSolver):
     def prepare(self, neuron, current, n, dtype):
         return None
 
-    def _term(self, neuron, current):
-        return diffrax.ODETerm(lambda t, y, _: neuron.dynamics(t, y, current(t)))
+    @staticmethod
+    def _term():
+        # The model and current travel as diffrax `args` (not closed over), so that
+        # BacksolveAdjoint can differentiate with respect to their parameters.
+        return diffrax.ODETerm(lambda t, y, args: args[0].dynamics(t, y, args[1](t)))
 
     def advance(self, neuron, current, ctx, t0, t1, y0, active):
         dtype = y0.dtype
         root_tol = self.root_tol or (1e-12 if jnp.finfo(dtype).bits >= 64 else 1e-6)
-        floor = jnp.asarray(-1e6, dtype)
 
         def cond_fn(t, y, args, **kwargs):
-            g = neuron.spike_condition(t, y, current(t))
-            return jnp.max(jnp.where(active, g, floor))
+            # Each neuron's event function divided by its rate of change, so that
+            # the root finder's tolerance on the function is a tolerance on time
+            # (a fast upstroke, e.g. Izhikevich at v_peak, moves g by more than 1e-12
+            # per representable time step).
+            e, rate = event_function_and_rate(neuron, current, t, y, active)
+            return jnp.max(e / (jnp.abs(rate) + 1.0))
 
+        # Bisection inside the step where the sign changed: always converges, even
+        # when the condition turns back down within that step (Newton started from
+        # the step end then walks away from the crossing).
+        # The tolerance cannot be finer than the spacing of representable times
+        # near t1 (float32 at t = 300 ms: 3e-5 ms).
+        atol = root_tol + 8 * jnp.finfo(dtype).eps * jnp.maximum(jnp.abs(t1), 1.0)
         event = diffrax.Event(
-            cond_fn, root_finder=optx.Newton(rtol=root_tol, atol=root_tol),
+            cond_fn, root_finder=optx.Bisection(rtol=root_tol, atol=atol),
             direction=True,
         )
         sol = diffrax.diffeqsolve(
-            self._term(neuron, current), self.solver, t0, t1, None, y0,
+            self._term(), self.solver, t0, t1, None, y0, (neuron, current),
             stepsize_controller=self._controller(current, dtype),
             event=event, max_steps=self.max_steps, throw=False,
         )
         t_end, y = sol.ts[-1], sol.ys[-1]
         hit = sol.result == diffrax.RESULTS.event_occurred
         ok = hit | (sol.result == diffrax.RESULTS.successful)
-        g = jnp.where(active, neuron.spike_condition(t_end, y, current(t_end)), floor)
+        g = event_function(neuron, current, t_end, y, active)
         spiked = active & hit & ((g >= jnp.max(g)) | (g >= 0))
         failed = ~ok | ~jnp.all(jnp.isfinite(y))
         return Segment(t_end, y, hit, spiked, failed)
+
+    def state_at(self, neuron, current, ctx, t0, t1, y0, adjoint=None):
+        # Differentiate with respect to t0 and t1 by the exact first-order identities
+        # ∂y(t1)/∂t0 = -(∂y(t1)/∂y0) f(t0, y0) and ∂y(t1)/∂t1 = f(t1, y(t1)), so the
+        # solve itself only sees constant times (BacksolveAdjoint requires that).
+        s0, s1 = jax.lax.stop_gradient((t0, t1))
+        f0 = neuron.dynamics(s0, y0, current(s0))
+        y0 = y0 - f0 * (t0 - s0)
+        sol = diffrax.diffeqsolve(
+            self._term(), self.solver, s0, s1, None, y0, (neuron, current),
+            stepsize_controller=self._controller(current, y0.dtype),
+            max_steps=self.max_steps, throw=False,
+            adjoint=adjoint or diffrax.RecursiveCheckpointAdjoint(),
+        )
+        y1 = sol.ys[-1]
+        return y1 + neuron.dynamics(s1, y1, current(s1)) * (t1 - s1)
 
     def evaluate(self, neuron, current, ctx, t0, t1, y0, ts):
         order = jnp.argsort(ts)
         clipped = jnp.clip(ts[order], t0, t1)
         sol = diffrax.diffeqsolve(
-            self._term(neuron, current), self.solver, t0, t1, None, y0,
+            self._term(), self.solver, t0, t1, None, y0, (neuron, current),
             saveat=diffrax.SaveAt(ts=clipped),
             stepsize_controller=self._controller(current, y0.dtype),
             max_steps=self.max_steps, throw=False,
         )
         return jnp.zeros_like(sol.ys).at[order].set(sol.ys)
+
+
+_FLOOR = -1e6  # event-function value of neurons that cannot fire any more
+
+
+def event_function(neuron, current, t, y, active) -> Float[Array, " n"]:
+    """Per neuron, its spike condition if it may still fire, else a large negative."""
+    return jnp.where(active, neuron.spike_condition(t, y, current(t)), _FLOOR)
+
+
+def event_function_and_rate(neuron, current, t, y, active):
+    """``event_function`` and its time derivative along the flow."""
+    f = neuron.dynamics(t, y, current(t))
+    return jax.jvp(lambda t, y: event_function(neuron, current, t, y, active),
+                   (t, y), (jnp.ones_like(t), f))
+
+
+def condition_rate(neuron, current, t, y) -> Float[Array, " n"]:
+    """d/dt of each neuron's spike condition along the flow at ``(t, y)``."""
+    def g(t, y):
+        return neuron.spike_condition(t, y, current(t))
+
+    f = neuron.dynamics(t, y, current(t))
+    return jax.jvp(g, (t, y), (jnp.ones_like(t), f))[1]
+
+
+def implicit_time(t_found, residual, rate):
+    """A crossing time with the derivative of the implicit function theorem.
+
+    ``t_found`` is where a root finder put the crossing and ``residual`` is the spike
+    condition there (zero up to tolerance), computed *differentiably* from the state
+    and parameters; ``rate`` is the condition's time derivative there. The value is
+    one Newton correction of ``t_found``; the derivative is ``-d(residual)/rate``,
+    i.e. exactly d t*/d(anything) from g(t*, y(t*)) = 0. A grazing crossing
+    (rate → 0) has an unbounded true derivative; ``rate`` is floored to keep it finite.
+    """
+    rate = jax.lax.stop_gradient(rate)
+    tiny = jnp.finfo(jnp.result_type(rate)).eps
+    safe = jnp.where(jnp.abs(rate) > tiny, rate, tiny)
+    return jax.lax.stop_gradient(t_found) - residual / safe
 
 
 def segment_solver_for(neuron: AbstractNeuron, solver, current_is_constant: bool):

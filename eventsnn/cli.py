@@ -11,6 +11,7 @@ subcommand (``train``, ``bench``), write those two functions and add one entry.
 """
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,9 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import neurons as _neurons, plot
+from . import neurons as _neurons
+from . import plot
 from ._network import FeedForward
-from ._spikes import check
+from ._spikes import RESULTS, check
 
 NEURONS = {
     "lif": _neurons.LIF,
@@ -43,67 +45,111 @@ class Command(NamedTuple):
 
 
 # --------------------------------------------------------------------------- simulate
-def demo_input(in_size: int, t_max: float, period: float = 10.0) -> np.ndarray:
+INPUT_PERIOD = 10.0  # ms between two volleys of the built-in input
+
+
+def demo_input(in_size: int, t_max: float, period: float = INPUT_PERIOD) -> np.ndarray:
     """The built-in input of ``eventsnn simulate``: channel ``c`` spikes at
     ``2 + c + period * k`` ms for ``k = 0, 1, …`` while that is below ``t_max``, so
     every ``period`` ms a volley sweeps across the channels, one ms apart.
 
     **Returns:** ``(in_size, K)`` spike times (ms), ``+inf`` padding.
     """
-    times = 2.0 + np.arange(in_size)[:, None] + period * np.arange(int(t_max // period) + 1)
+    rounds = np.arange(int(t_max // period) + 1)
+    times = 2.0 + np.arange(in_size)[:, None] + period * rounds
     return np.where(times < t_max, times, np.inf)
 
 
+def _positive(kind):
+    """An argparse type: `kind` (int or float) that must be > 0."""
+
+    def parse(text: str):
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names it in "invalid int value"
+    return parse
+
+
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--neuron", choices=sorted(NEURONS), default="lif",
+    parser.add_argument("--neuron", choices=list(NEURONS), default="lif",
                         help="neuron model of every layer (default: %(default)s)")
-    parser.add_argument("--inputs", type=int, default=5, metavar="N",
+    parser.add_argument("--inputs", type=_positive(int), default=5, metavar="N",
                         help="number of input channels (default: %(default)s)")
-    parser.add_argument("--hidden", type=int, nargs="*", default=[20], metavar="N",
-                        help="hidden layer sizes, e.g. '--hidden 20 10'; none for a "
-                        "single layer (default: 20)")
-    parser.add_argument("--outputs", type=int, default=3, metavar="N",
+    parser.add_argument("--hidden", type=_positive(int), nargs="*", default=[20],
+                        metavar="N", help="hidden layer sizes, e.g. '--hidden 20 "
+                        "10'; none for a single layer (default: 20)")
+    parser.add_argument("--outputs", type=_positive(int), default=3, metavar="N",
                         help="number of output neurons (default: %(default)s)")
-    parser.add_argument("--t-max", type=float, default=50.0, metavar="MS",
+    parser.add_argument("--t-max", type=_positive(float), default=50.0, metavar="MS",
                         help="simulation window in ms (default: %(default)s)")
-    parser.add_argument("--max-spikes", type=int, default=10, metavar="S",
+    parser.add_argument("--max-spikes", type=_positive(int), default=64, metavar="S",
                         help="spike times kept per neuron (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seed of the weight initialisation (default: %(default)s)")
-    parser.add_argument("--traces", type=int, default=4, metavar="N",
-                        help="hidden neurons whose states are plotted (default: "
-                        "%(default)s)")
+    parser.add_argument("--traces", type=_positive(int), default=3, metavar="N",
+                        help="neurons of the first layer whose states are plotted, "
+                        "from the quietest to the busiest (default: %(default)s)")
+    parser.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                        help="floating-point precision (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=Path("runs/simulate"),
                         metavar="DIR", help="output directory (default: %(default)s)")
 
 
-def _format_times(times: np.ndarray) -> str:
+def _format_times(times: np.ndarray, indent: int, per_line: int = 8) -> str:
+    """Finite spike times, `per_line` to a line, continuation lines indented."""
     finite = times[np.isfinite(times)]
-    return "  ".join(f"{t:7.3f}" for t in finite) if finite.size else "-"
+    if finite.size == 0:
+        return f"{'-':>9}"
+    lines = [
+        "".join(f"{t:9.3f}" for t in finite[k : k + per_line])
+        for k in range(0, finite.size, per_line)
+    ]
+    return ("\n" + " " * indent).join(lines)
+
+
+def _precision(dtype: str):
+    """A context in which JAX computes in `dtype` (scoped: the global setting stays)."""
+    enable_x64 = getattr(jax, "enable_x64", None)
+    if enable_x64 is None:  # jax < 0.6
+        from jax.experimental import enable_x64
+    return enable_x64(dtype == "float64")
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    with _precision(args.dtype):
+        return _run_simulate(args)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
     neuron = NEURONS[args.neuron]()
     sizes = [*args.hidden, args.outputs]
     net = FeedForward(args.inputs, sizes, neuron, jax.random.key(args.seed),
                       t_max=args.t_max, max_spikes=args.max_spikes)
     x = demo_input(args.inputs, args.t_max)
-    print(f"{type(neuron).__name__} network {' -> '.join(map(str, [args.inputs, *sizes]))}"
-          f", t_max = {args.t_max:g} ms, seed {args.seed}")
-    print(f"input: channel c spikes at 2 + c + 10 k ms ({int(np.isfinite(x).sum())} "
-          "spikes)\n")
+    shape = " -> ".join(map(str, [args.inputs, *sizes]))
+    print(f"{type(neuron).__name__} network {shape}, t_max = {args.t_max:g} ms, "
+          f"seed {args.seed}, {args.dtype}")
+    print(f"input: channel c spikes at 2 + c + {INPUT_PERIOD:g} k ms, k = 0, 1, … "
+          f"({int(np.isfinite(x).sum())} spikes)\n")
     out = net(jnp.asarray(x))
     try:
         check(out)
     except RuntimeError as error:
-        print(f"error: {error}\n(on the command line: --max-spikes, --t-max)",
-              file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
+        # The default event budget follows `max_spikes`: one knob fixes both.
+        budget = (RESULTS.max_events_reached, RESULTS.max_spikes_reached)
+        if any(bool(layer.result == r) for layer in out.layers for r in budget):
+            print("On the command line, raise --max-spikes.", file=sys.stderr)
         return 1
 
     print("output spike times (ms)")
-    print(f"{'neuron':>6}  {'count':>5}  times")
-    for i, (times, count) in enumerate(zip(np.asarray(out.times), np.asarray(out.counts))):
-        print(f"{i:>6}  {count:>5}  {_format_times(times)}")
+    print(f"{'neuron':>6}  {'count':>5}  {'times':>9}")
+    counts = np.asarray(out.counts)
+    for i, (times, count) in enumerate(zip(np.asarray(out.times), counts)):
+        print(f"{i:>6}  {count:>5}{_format_times(times, 13)}")
     print(f"\n{'layer':<8}  {'neurons':>7}  {'spikes':>6}  {'events':>6}")
     print(f"{'input':<8}  {args.inputs:>7}  {int(np.isfinite(x).sum()):>6}  {'-':>6}")
     for index, layer in enumerate(out.layers):
@@ -121,10 +167,11 @@ def _simulate(args: argparse.Namespace) -> int:
     paths = [args.out / "raster.png"]
     fig.savefig(paths[-1], dpi=120)
 
-    # The hidden layer (or the only layer), neurons that fire first.
+    # States of the first layer: the quietest, the busiest and neurons in between.
     layer = 0
-    first = np.asarray(out.layers[layer].first)
-    shown = np.argsort(first, stable=True)[: args.traces]
+    by_count = np.argsort(np.asarray(out.layers[layer].counts), stable=True)
+    picks = np.linspace(0, by_count.size - 1, min(args.traces, by_count.size))
+    shown = by_count[np.unique(picks.round().astype(int))]
     ts = jnp.linspace(0.0, args.t_max, 1000)
     trajectory = np.asarray(net.state_at_t(jnp.asarray(x), ts, layer=layer))
     fig = Figure(figsize=(7.5, 1.2 + 1.8 * neuron.state_size), layout="constrained")
@@ -155,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="eventsnn",
         description="Event-driven spiking neural networks in JAX.",
     )
+    version = importlib.import_module(__package__).__version__
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)

@@ -2,23 +2,23 @@
 
 Every function draws one *unbatched* sample, takes an optional `ax` to draw into and
 returns ``(figure, axes)``. New figures come from ``matplotlib.pyplot`` (so they show
-in notebooks); nothing else about matplotlib's global state is changed, in particular
-not the backend.
+in notebooks); nothing else of matplotlib's global state is touched (not the backend).
 """
 
 from collections.abc import Sequence
 
+import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from ._neuron import AbstractNeuron
 from ._spikes import LayerSpikes, Spikes
 
 
 def _spike_array(spikes, name: str = "spikes") -> np.ndarray:
-    times = np.asarray(spikes.times if hasattr(spikes, "times") else spikes, dtype=float)
-    if times.ndim == 1:
-        times = times[:, None]
+    times = np.asarray(getattr(spikes, "times", spikes), dtype=float)
+    times = times[:, None] if times.ndim == 1 else times
     if times.ndim != 2:
         raise ValueError(
             f"`{name}` must hold one sample, spike times of shape (n, max_spikes); got "
@@ -28,15 +28,8 @@ def _spike_array(spikes, name: str = "spikes") -> np.ndarray:
     return times
 
 
-def raster(
-    spikes: "Spikes | LayerSpikes",
-    ax=None,
-    *,
-    inputs=None,
-    names: Sequence[str] | None = None,
-    t_max: float | None = None,
-    markersize: float = 60.0,
-):
+def raster(spikes: "Spikes | LayerSpikes", ax=None, *, inputs=None, names=None,
+           t_max: float | None = None, markersize: float = 60.0):
     """Raster plot of the spike times of one sample (``+inf`` entries are skipped).
 
     **Arguments:**
@@ -46,17 +39,18 @@ def raster(
       dashed lines and labelled on the right.
     - `ax`: the axes to draw into; a new figure is made if omitted.
     - `inputs`: optional ``(in_size, K)`` input spike times, drawn as the lowest block.
-    - `names`: one label per block (default ``"input"``, ``"layer 1"``, …, ``"output"``).
+    - `names`: one label per block (default ``"input"``, ``"hidden 1"``, …,
+      ``"output"``).
     - `t_max`: if given, the time axis spans ``[0, t_max]``.
     - `markersize`: size of the tick markers (points²).
 
     **Returns:** ``(figure, axes)``.
     """
-    layers = list(spikes.layers) if isinstance(spikes, Spikes) else [spikes]
-    blocks = [_spike_array(layer) for layer in layers]
-    default = [f"layer {i + 1}" for i in range(len(blocks))]
-    if len(blocks) > 1:
-        default[-1] = "output"
+    if isinstance(spikes, Spikes):
+        blocks = [_spike_array(layer) for layer in spikes.layers]
+        default = [f"hidden {i + 1}" for i in range(len(blocks) - 1)] + ["output"]
+    else:
+        blocks, default = [_spike_array(spikes)], ["population"]
     if inputs is not None:
         blocks.insert(0, _spike_array(inputs, "inputs"))
         default.insert(0, "input")
@@ -68,15 +62,15 @@ def raster(
     for k, (times, name) in enumerate(zip(blocks, names)):
         neuron, slot = np.nonzero(np.isfinite(times))
         ax.scatter(times[neuron, slot], neuron + offset, marker="|", s=markersize,
-                   color=f"C{k}", linewidths=1.5)
+                   color=f"C{k % 10}", linewidths=1.5)
         if len(blocks) > 1:
-            ax.text(1.01, offset + (times.shape[0] - 1) / 2, name, color=f"C{k}",
-                    transform=ax.get_yaxis_transform(), va="center", ha="left")
+            ax.text(1.01, offset + (len(times) - 1) / 2, name, color=f"C{k % 10}",
+                    transform=ax.get_yaxis_transform(), va="center")
             if k > 0:
                 ax.axhline(offset - 0.5, color="0.6", linestyle="--", linewidth=0.8)
-        offset += times.shape[0]
+        offset += len(times)
     ax.set_ylim(-0.5, offset - 0.5)
-    ax.yaxis.get_major_locator().set_params(integer=True)
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if t_max is not None:
         ax.set_xlim(0.0, t_max)
     ax.set_xlabel("time (ms)")
@@ -84,18 +78,10 @@ def raster(
     return fig, ax
 
 
-def membrane(
-    ts,
-    trajectory,
-    state_names: Sequence[str] | None = None,
-    neurons: Sequence[int] | None = None,
-    threshold: float | None = None,
-    spikes=None,
-    ax=None,
-    *,
-    variables: Sequence[int | str] | None = None,
-):
-    """Plot state trajectories, one subplot per state variable, one line per neuron.
+def membrane(ts, trajectory, state_names: Sequence[str] | None = None,
+             neurons: Sequence[int] | None = None, threshold: float | None = None,
+             spikes=None, ax=None, *, variables: Sequence[int | str] | None = None):
+    """Plot state trajectories: one subplot per state variable, one line per neuron.
 
     **Arguments:**
 
@@ -106,29 +92,25 @@ def membrane(
     - `neurons`: indices of the neurons to draw (default: all).
     - `threshold`: if given, a dashed line at this level on the column-0 subplot.
     - `spikes`: optional [`eventsnn.LayerSpikes`][] (or ``(n, S)`` times) of the same
-      population; spikes are marked with triangles on the column-0 subplot, at
-      `threshold` if given, else at the top of the subplot.
+      population, marked with triangles on the column-0 subplot: at `threshold` if
+      given, else at the top of the subplot.
     - `ax`: an axes, or a sequence with one axes per plotted variable.
-    - `variables`: which state columns to plot, by index or name (default: all);
+    - `variables`: the state columns to plot, by index or name (default: all);
       ``variables=[0]`` plots only the membrane.
 
     **Returns:** ``(figure, list of axes)``.
     """
-    ts = np.asarray(ts, dtype=float)
-    traj = np.asarray(trajectory, dtype=float)
-    if traj.ndim != 3 or traj.shape[1] != ts.shape[0]:
-        raise ValueError(
-            f"`trajectory` must have shape (n, len(ts)={ts.shape[0]}, state); got "
-            f"{traj.shape}."
-        )
+    ts, traj = np.asarray(ts, dtype=float), np.asarray(trajectory, dtype=float)
+    if traj.ndim != 3 or traj.shape[1] != len(ts):
+        raise ValueError(f"`trajectory` must have shape (n, len(ts)={len(ts)}, "
+                         f"state); got {traj.shape}.")
     n, _, size = traj.shape
-    names = [f"state {k}" for k in range(size)] if state_names is None else list(state_names)
+    names = list(state_names or [f"state {k}" for k in range(size)])
     if len(names) != size:
         raise ValueError(f"`state_names` needs {size} names; got {names!r}.")
     columns = range(size) if variables is None else [
-        names.index(v) if isinstance(v, str) else int(v) for v in variables
-    ]
-    neurons = list(range(n)) if neurons is None else [int(i) for i in neurons]
+        names.index(v) if isinstance(v, str) else int(v) for v in variables]
+    neurons = range(n) if neurons is None else [int(i) for i in neurons]
     if ax is None:
         fig, axes = plt.subplots(len(columns), 1, sharex=True, squeeze=False,
                                  figsize=(7, 1.2 + 1.8 * len(columns)))
@@ -141,41 +123,41 @@ def membrane(
     times = None if spikes is None else _spike_array(spikes)
     for a, col in zip(axes, columns):
         for k, i in enumerate(neurons):
-            a.plot(ts, traj[i, :, col], color=f"C{k % 10}", linewidth=1.2,
-                   label=f"neuron {i}")
+            a.plot(ts, traj[i, :, col], color=f"C{k % 10}", label=f"neuron {i}")
         if col == 0 and threshold is not None:
             a.axhline(threshold, color="0.3", linestyle="--", linewidth=1,
                       label="threshold")
-        if col == 0 and times is not None:
-            for k, i in enumerate(neurons):
-                t = times[i][np.isfinite(times[i])]
-                y = np.full(t.shape, threshold if threshold is not None else 1.0)
-                transform = a.transData if threshold is not None else a.get_xaxis_transform()
-                a.scatter(t, y, marker="v", s=40, color=f"C{k % 10}", zorder=3,
-                          transform=transform, clip_on=False)
+        for k, i in enumerate(neurons if col == 0 and times is not None else []):
+            t = times[i][np.isfinite(times[i])]
+            at_top = threshold is None  # then y is in axes coordinates
+            a.scatter(t, np.full(t.shape, 1.0 if at_top else threshold), marker="v",
+                      s=40, color=f"C{k % 10}", zorder=3, clip_on=False,
+                      transform=a.get_xaxis_transform() if at_top else a.transData)
         a.set_ylabel(names[col])
     axes[-1].set_xlabel("time (ms)")
     if len(neurons) <= 10:
-        axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small",
-                       frameon=False)
+        axes[0].legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False,
+                       fontsize="small")
     return fig, axes
 
 
 def _threshold_of(neuron: AbstractNeuron) -> float | None:
-    """The spike-detection level of the membrane, for models that name one."""
-    while hasattr(neuron, "model"):  # wrappers such as `Refractory`
-        neuron = neuron.model
-    for field in ("threshold", "v_peak"):
-        value = getattr(neuron, field, None)
-        if value is not None and np.size(value) == 1:
-            return float(np.asarray(value))
-    return None
+    """The level ``θ`` of the membrane (column 0) at which the neuron fires, if its
+    spike condition is ``y[:, 0] - θ`` (probed at three values), else ``None``."""
+    y = np.repeat(np.asarray(neuron.init_state(1)), 3, axis=0)
+    y[:, 0] = [0.0, 1.0, 2.0]
+    try:
+        g = np.asarray(neuron.spike_condition(0.0, jnp.asarray(y), jnp.zeros(3)))
+    except (TypeError, ValueError):  # e.g. one parameter value per neuron
+        return None
+    return float(-g[0]) if g.shape == (3,) and np.allclose(np.diff(g), 1.0) else None
 
 
 def states(neuron: AbstractNeuron, ts, trajectory, *, neurons=None, spikes=None,
            variables=None, ax=None):
-    """[`eventsnn.plot.membrane`][] with the names from ``neuron.state_names`` and
-    the threshold line from its ``threshold`` (or ``v_peak``) parameter, if any.
+    """[`eventsnn.plot.membrane`][] with the names from ``neuron.state_names`` and a
+    threshold line where the model fires at a fixed membrane level (e.g.
+    ``LIF.threshold``, ``Izhikevich.v_peak``, ``θ = π`` for ``QIF``).
 
     **Returns:** ``(figure, list of axes)``.
     """

@@ -13,7 +13,9 @@ class Refractory(AbstractNeuron):
     still reach them.
 
     The state gains a last column ``refractory``: the time left in the refractory
-    period, counting down at rate 1 and stopping at 0.
+    period, counting down at rate 1 (negative once the period is over). The release
+    time is declared through `next_discontinuity`, so solvers stop exactly where the
+    membrane is released instead of stepping across the kink.
 
     ```python
     neuron = es.Refractory(es.LIF(), t_ref=2.0)
@@ -32,14 +34,16 @@ class Refractory(AbstractNeuron):
 
     def init_state(self, n: int) -> State:
         y = self.model.init_state(n)
-        return jnp.concatenate([y, jnp.zeros((n, 1), y.dtype)], axis=-1)
+        # As if the last spike were long ago: not refractory, and no release ahead.
+        left = jnp.full((n, 1), -1.0, y.dtype) * self.t_ref
+        return jnp.concatenate([y, left], axis=-1)
 
     def dynamics(self, t, y: State, args: Current) -> State:
         inner, left = y[:, :-1], y[:, -1]
-        refractory = left > 0
+        refractory = _refractory(t, y)
         d_inner = self.model.dynamics(t, inner, args)
         d_inner = d_inner.at[:, 0].set(jnp.where(refractory, 0.0, d_inner[:, 0]))
-        d_left = jnp.where(refractory, -1.0, 0.0)
+        d_left = -jnp.ones_like(left)
         return jnp.concatenate([d_inner, d_left[:, None]], axis=-1)
 
     def spike_condition(self, t, y: State, args: Current) -> Float[Array, " n"]:
@@ -47,6 +51,9 @@ class Refractory(AbstractNeuron):
         g = self.model.spike_condition(t, inner, args)
         # While refractory the condition is held negative (it cannot cross zero).
         return jnp.where(left > 0, jnp.minimum(g, -left), g)
+
+    def next_discontinuity(self, t, y: State) -> Float[Array, ""]:
+        return jnp.min(jnp.where(_refractory(t, y), t + y[:, -1], jnp.inf))
 
     def input_spikes(self, y: State, weighted_input: Float[Array, " n"]) -> State:
         inner, left = y[:, :-1], y[:, -1]
@@ -59,3 +66,9 @@ class Refractory(AbstractNeuron):
         new = self.model.reset(inner, spiked)
         left = jnp.where(spiked, self.t_ref, left)
         return jnp.concatenate([new, left[:, None]], axis=-1)
+
+
+def _refractory(t, y: State):
+    """Neurons still in their refractory period; one that ends within rounding of
+    ``t`` has ended (so that restarting exactly at the release time is clean)."""
+    return y[:, -1] > 8 * jnp.finfo(y.dtype).eps * jnp.maximum(jnp.abs(t), 1.0)

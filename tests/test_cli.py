@@ -1,0 +1,77 @@
+"""Smoke tests of the ``eventsnn`` command line."""
+
+import re
+
+import jax
+import jax.numpy as jnp
+import matplotlib.image
+import numpy as np
+import pytest
+
+import eventsnn as es
+from eventsnn.cli import demo_input, main
+
+# A small network (3 inputs -> 2 outputs, one layer) keeps compilation short; the
+# precision of this test process, so that the CLI's network can be rebuilt here.
+DTYPE = "float64" if jax.config.jax_enable_x64 else "float32"
+SMALL = ["--hidden", "--inputs", "3", "--outputs", "2", "--t-max", "30",
+         "--dtype", DTYPE]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def test_demo_input_is_documented_pattern():
+    x = demo_input(3, 30.0)
+    expected = [[2.0, 12.0, 22.0, np.inf], [3.0, 13.0, 23.0, np.inf],
+                [4.0, 14.0, 24.0, np.inf]]
+    np.testing.assert_array_equal(x, expected)
+
+
+def test_simulate_prints_spikes_and_writes_plots(tmp_path, capsys):
+    assert main(["simulate", "--out", str(tmp_path), *SMALL]) == 0
+    text = capsys.readouterr().out
+
+    # The printed output spike times are those of the same network run directly.
+    net = es.FeedForward(3, [2], es.LIF(), jax.random.key(0), t_max=30.0,
+                         max_spikes=64)
+    out = es.check(net(jnp.asarray(demo_input(3, 30.0))))
+    table = text.split("output spike times (ms)")[1].split("layer")[0]
+    printed = [float(t) for t in re.findall(r"\d+\.\d{3}", table)]
+    expected = np.sort(np.asarray(out.times)[np.isfinite(out.times)])
+    assert len(expected) > 0
+    np.testing.assert_allclose(sorted(printed), expected, atol=5e-4)
+    assert re.search(rf"output\s+2\s+{int(np.sum(out.counts))}\s+"
+                     rf"{int(out.layers[0].num_events)}", text)
+
+    for name in ("raster.png", "membrane.png"):
+        path = tmp_path / name
+        assert f"wrote {path}" in text
+        assert path.stat().st_size > 0
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        image = matplotlib.image.imread(path)
+        height, width, channels = image.shape
+        assert height > 300 and width > 600
+        # Not blank: coloured lines/markers of several series were drawn.
+        assert len(np.unique(image.reshape(-1, channels), axis=0)) > 20
+
+
+def test_simulate_fails_loudly_on_overflow(tmp_path, capsys):
+    # Output neurons fire ~10 times in 30 ms; keeping 2 spike times must not pass.
+    status = main(["simulate", "--out", str(tmp_path), *SMALL, "--max-spikes", "2"])
+    assert status == 1
+    err = capsys.readouterr().err
+    assert "Simulation did not finish cleanly" in err and "--max-spikes" in err
+    assert not (tmp_path / "raster.png").exists()
+
+
+def test_bad_arguments_are_usage_errors(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--neuron", "hodgkin-huxley"])
+    assert info.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main(["simulate", "--inputs", "0"])
+    assert info.value.code == 2
+    assert "--inputs: must be positive" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:
+        main([])
+    assert info.value.code == 2
