@@ -2,7 +2,7 @@
 
 import importlib.metadata
 
-from . import losses as losses, neurons as neurons
+from . import losses as losses, neurons as neurons, plot as plot
 from ._current import step_current as step_current
 from ._exact import AffineFlow as AffineFlow, ExactLinear as ExactLinear
 from ._network import FeedForward as FeedForward

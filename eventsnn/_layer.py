@@ -55,9 +55,11 @@ class EventLog(eqx.Module):
     - `kind`: per neuron, one of IDLE / SPIKE_NOW / SPIKE_CROSSING / TO_END.
     - `t_new`: per neuron, the time reached (a spike time for spiking neurons).
     - `hit`: population clock only: the segment ended at a spike crossing.
-    - `brk`: population clock only: the segment ended at the model's
-      `next_discontinuity` (no other action there).
-    - `lead`: population clock only: the neuron whose crossing ended the segment.
+    - `brk`: population clock only: the segment ended at a kink of the dynamics
+      declared by the model's `discontinuities` (no other action there).
+    - `lead`: population clock only: the neuron whose crossing (or kink) ended the
+      segment; the replay uses it instead of recomputing a min/argmax, so rounding
+      cannot make the replay take a different branch than the forward pass.
     """
 
     deliver: Bool[Array, " E"]
@@ -272,9 +274,10 @@ def _population_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
     above = active & (g >= 0) & ~pending
     now = jnp.any(above)
     t_stop = jnp.minimum(t_next, t_max)
-    t_break = neuron.next_discontinuity(c.t, c.y)
-    if t_break is None:
-        t_break = jnp.asarray(jnp.inf, c.t.dtype)
+    kinks = neuron.discontinuities(c.t, c.y)
+    if kinks is None:
+        kinks = jnp.full((n,), jnp.inf, c.t.dtype)
+    t_break = jnp.min(kinks)
     breaks = t_break < t_stop  # a kink of the dynamics comes first: stop there
     t_end = jnp.where(now, c.t, jnp.where(breaks, t_break, t_stop))
     seg = segments.advance(neuron, current, ctx, c.t, t_end, c.y, active)
@@ -306,7 +309,7 @@ def _population_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
             deliver=deliver, ptr=c.ptr, end_ptr=c.ptr,
             kind=jnp.where(spiked, kind, jnp.where(now, IDLE, TO_END)),
             t_new=jnp.broadcast_to(t_new, (n,)), hit=hit, brk=is_break,
-            lead=jnp.argmax(e).astype(jnp.int32),
+            lead=jnp.where(is_break, jnp.argmin(kinks), jnp.argmax(e)).astype(jnp.int32),
         )
     return _Carry(c.k + 1, t_new, y_next, c.ptr + deliver, times, counts,
                   c.waiting, done, c.failed | seg.failed, traj, log)

@@ -71,15 +71,15 @@ class AbstractNeuron(eqx.Module):
     def reset(self, y: State, spiked: Bool[Array, " n"]) -> State:
         """The state just after the neurons marked in ``spiked`` fire."""
 
-    def next_discontinuity(self, t, y: State) -> Float[Array, ""] | None:
-        """Optional: the next time after ``t`` at which ``dynamics`` changes abruptly,
-        if the state already determines it (e.g. the end of a refractory period is
-        the spike time plus ``t_ref``), else ``+inf``.
+    def discontinuities(self, t, y: State) -> Float[Array, " n"] | None:
+        """Optional: for each neuron, the next time after ``t`` at which its
+        ``dynamics`` change abruptly, if the state already determines it (e.g. the end
+        of a refractory period is the spike time plus ``t_ref``), else ``+inf``.
 
         Adaptive solvers lose accuracy when they step across such a kink, so the
-        engine ends the segment exactly there and restarts (nothing else happens at
-        that instant). Computed from ``t`` and ``y``, it is differentiable. The
-        default, ``None``, means the dynamics are smooth between events.
+        engine ends the segment exactly at the earliest one and restarts (nothing else
+        happens at that instant). Computed from ``t`` and ``y``, it is differentiable.
+        The default, ``None``, means the dynamics are smooth between events.
         """
         return None
 

@@ -205,12 +205,14 @@ class DiffraxSegments(AbstractSegmentSolver):
 
         # Bisection inside the step where the sign changed: always converges, even
         # when the condition turns back down within that step (Newton started from
-        # the step end then walks away from the crossing).
+        # the step end then walks away from the crossing). The condition rises
+        # through the root (direction=True), so `flip=False`; not "detect", whose
+        # bracket check fails under vmap on samples that had no event at all.
         # The tolerance cannot be finer than the spacing of representable times
         # near t1 (float32 at t = 300 ms: 3e-5 ms).
         atol = root_tol + 8 * jnp.finfo(dtype).eps * jnp.maximum(jnp.abs(t1), 1.0)
         event = diffrax.Event(
-            cond_fn, root_finder=optx.Bisection(rtol=root_tol, atol=atol),
+            cond_fn, root_finder=optx.Bisection(rtol=root_tol, atol=atol, flip=False),
             direction=True,
         )
         sol = diffrax.diffeqsolve(

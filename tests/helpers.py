@@ -7,6 +7,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 import eventsnn as es
+from eventsnn._neuron import param
 
 # (id, factory) for every shipped model. Factories, so that each test builds its own.
 ALL_MODELS = [
@@ -154,3 +155,30 @@ def reference_layer(neuron, weights, input_times, t_max, max_spikes, *,
             weighted = jnp.asarray(arrivals[next_input][1])
             y = np.array(add_input(jnp.asarray(y), weighted))
             next_input += 1
+
+
+class SinCos(es.AbstractNeuron):
+    """The seed custom model: dA/dt = -(sin A + cos B)/tau_mem, tau_syn dB/dt = -B;
+    fires when A crosses `threshold` (A can never pass π/2), reset A to 0."""
+
+    tau_mem: jax.Array = param(10.0)
+    tau_syn: jax.Array = param(5.0)
+    threshold: jax.Array = param(1.0)
+    state_names = ("A", "B")
+
+    def init_state(self, n):
+        return jnp.zeros((n, 2))
+
+    def dynamics(self, t, y, args):
+        a, b = y[:, 0], y[:, 1]
+        return jnp.stack([-(jnp.sin(a) + jnp.cos(b)) / self.tau_mem,
+                          -b / self.tau_syn], axis=-1)
+
+    def spike_condition(self, t, y, args):
+        return y[:, 0] - self.threshold
+
+    def input_spikes(self, y, w):
+        return y.at[:, 1].add(w)
+
+    def reset(self, y, spiked):
+        return y.at[:, 0].set(jnp.where(spiked, 0.0, y[:, 0]))

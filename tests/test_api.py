@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import eventsnn as es
+from helpers import SinCos
 
 jax.config.update("jax_enable_x64", True)
 
@@ -255,32 +256,6 @@ def test_per_layer_neuron_models_and_solvers():
 
 
 # -------------------------------------------------------------------- custom model
-class SinCos(es.AbstractNeuron):
-    """dA/dt = -(sin A + cos B)/tau_mem, tau_syn dB/dt = -B; spike when A > threshold."""
-
-    tau_mem: float = 10.0
-    tau_syn: float = 5.0
-    threshold: float = 1.0
-    state_names = ("A", "B")
-
-    def init_state(self, n):
-        return jnp.zeros((n, 2))
-
-    def dynamics(self, t, y, args):
-        a, b = y[:, 0], y[:, 1]
-        return jnp.stack([-(jnp.sin(a) + jnp.cos(b)) / self.tau_mem,
-                          -b / self.tau_syn], axis=-1)
-
-    def spike_condition(self, t, y, args):
-        return y[:, 0] - self.threshold
-
-    def input_spikes(self, y, w):
-        return y.at[:, 1].add(w)
-
-    def reset(self, y, spiked):
-        return y.at[:, 0].set(jnp.where(spiked, 0.0, y[:, 0]))
-
-
 def test_custom_model_runs_spikes_and_has_finite_trajectories():
     x = jnp.array([[0.0, 1.0, 2.0], [0.5, 1.5, jnp.inf]])
     net = es.FeedForward(2, [4], SinCos(), jax.random.key(0), t_max=40.0,

@@ -14,7 +14,7 @@ class Refractory(AbstractNeuron):
 
     The state gains a last column ``refractory``: the time left in the refractory
     period, counting down at rate 1 (negative once the period is over). The release
-    time is declared through `next_discontinuity`, so solvers stop exactly where the
+    time is declared through `discontinuities`, so solvers stop exactly where the
     membrane is released instead of stepping across the kink.
 
     ```python
@@ -52,8 +52,8 @@ class Refractory(AbstractNeuron):
         # While refractory the condition is held negative (it cannot cross zero).
         return jnp.where(left > 0, jnp.minimum(g, -left), g)
 
-    def next_discontinuity(self, t, y: State) -> Float[Array, ""]:
-        return jnp.min(jnp.where(_refractory(t, y), t + y[:, -1], jnp.inf))
+    def discontinuities(self, t, y: State) -> Float[Array, " n"]:
+        return jnp.where(_refractory(t, y), t + y[:, -1], jnp.inf)
 
     def input_spikes(self, y: State, weighted_input: Float[Array, " n"]) -> State:
         inner, left = y[:, :-1], y[:, -1]
@@ -69,6 +69,9 @@ class Refractory(AbstractNeuron):
 
 
 def _refractory(t, y: State):
-    """Neurons still in their refractory period; one that ends within rounding of
-    ``t`` has ended (so that restarting exactly at the release time is clean)."""
-    return y[:, -1] > 8 * jnp.finfo(y.dtype).eps * jnp.maximum(jnp.abs(t), 1.0)
+    """Neurons still in their refractory period. One whose period ends within
+    √eps·max(1, t) of ``t`` has ended: the countdown is integrated numerically, and
+    restarting right at the release time must not leave it clamped for a rounding
+    error's worth of time (nor schedule a second, spurious release)."""
+    tol = jnp.sqrt(jnp.finfo(y.dtype).eps) * jnp.maximum(jnp.abs(t), 1.0)
+    return y[:, -1] > tol
