@@ -258,7 +258,8 @@ def test_per_layer_neuron_models_and_solvers():
 # -------------------------------------------------------------------- custom model
 def test_custom_model_runs_spikes_and_has_finite_trajectories():
     x = jnp.array([[0.0, 1.0, 2.0], [0.5, 1.5, jnp.inf]])
-    net = es.FeedForward(2, [4], SinCos(), jax.random.key(0), t_max=40.0,
+    net = es.FeedForward(2, [4], SinCos(tau_mem=1.0, threshold=0.5), jax.random.key(0),
+                         t_max=40.0,
                          max_spikes=5)
     net = eqx.tree_at(lambda m: m.weights[0], net, jnp.full((2, 4), 2.5))
     out = es.check(net(x))

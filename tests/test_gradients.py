@@ -30,7 +30,7 @@ MODELS = {
     "AdEx": (es.AdEx(), 0.7),
     "Izhikevich": (es.Izhikevich(), 1.5),
     "Refractory": (es.Refractory(es.LIF(), t_ref=1.5), 1.0),
-    "custom": (SinCos(threshold=0.5), 1.0),
+    "custom": (SinCos(tau_mem=1.0, threshold=0.5), 0.5),
 }
 
 
@@ -46,8 +46,12 @@ def spike_loss(net, x):
 
 def build(name, gradient):
     model, gain = MODELS[name]
+    # Reverse mode through an adaptive solver keeps checkpoints for `max_steps` steps
+    # per segment: a smaller budget than the default 4096 keeps "autodiff" light.
+    solver = None if model.linear and model.state_size <= 2 else es.DiffraxSegments(
+        max_steps=256)
     net = es.FeedForward(5, [4, 2], model, jax.random.key(2), t_max=25.0,
-                         max_spikes=8, max_events=80, gradient=gradient)
+                         max_spikes=8, max_events=80, gradient=gradient, solver=solver)
     w_fire = 2.5 if name == "custom" else es._init.firing_weight(model, 25.0)
     keys = jax.random.split(jax.random.key(7), 2)
     weights = [gain * w_fire * jax.random.uniform(k, w.shape, minval=0.3, maxval=1.0)
