@@ -65,17 +65,19 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
         return spikes
     params, static = eqx.partition(neuron, eqx.is_array)
 
+    # `current` is an argument, not a closure: under jit it is a tracer, and a
+    # custom_vjp may not close over tracers.
     @jax.custom_vjp
-    def run(params, weights, in_times):
+    def run(params, weights, in_times, current):
         model = eqx.combine(params, static)
         spikes, _, _ = run_layer(model, weights, in_times, current, segments, **options)
         return spikes
 
-    def run_fwd(params, weights, in_times):
+    def run_fwd(params, weights, in_times, current):
         model = eqx.combine(params, static)
         spikes, _, log = run_layer(model, weights, in_times, current, segments,
                                    record=True, **options)
-        return spikes, (params, weights, in_times, log, spikes.num_events)
+        return spikes, (params, weights, in_times, current, log, spikes.num_events)
 
     def run_bwd(residuals, cotangent):
         if has_kinks(static):
@@ -87,7 +89,7 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
                 "whose dynamics have kinks (`discontinuities`); build the network with "
                 "gradient='autodiff', which is exact for such models."
             )
-        params, weights, in_times, log, num_events = residuals
+        params, weights, in_times, current, log, num_events = residuals
 
         def replay_times(params, weights, in_times):
             model = eqx.combine(params, static)
@@ -96,10 +98,10 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
 
         _, vjp = jax.vjp(replay_times, params, weights, in_times)
         ct_times = jnp.where(jnp.isfinite(cotangent.times), cotangent.times, 0.0)
-        return vjp(ct_times)
+        return (*vjp(ct_times), jax.tree.map(jnp.zeros_like, current))
 
     run.defvjp(run_fwd, run_bwd)
-    return run(params, weights, in_times)
+    return run(params, weights, in_times, current)
 
 
 def replay(neuron, weights, in_times, log: EventLog, num_events, current, segments, *,
