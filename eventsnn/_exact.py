@@ -103,11 +103,9 @@ class AffineFlow(eqx.Module):
             lam = A[:, 0, 0]
             return cls(A, b, lam, lam, jnp.ones((n,), bool))
         tr = A[:, 0, 0] + A[:, 1, 1]
-        det = A[:, 0, 0] * A[:, 1, 1] - A[:, 0, 1] * A[:, 1, 0]
         half_gap_sq = (0.5 * (A[:, 0, 0] - A[:, 1, 1])) ** 2 + A[:, 0, 1] * A[:, 1, 0]
         real = half_gap_sq >= 0
         half_gap = jnp.sqrt(jnp.maximum(half_gap_sq, 0.0))
-        del det
         return cls(A, b, 0.5 * tr - half_gap, 0.5 * tr + half_gap, real)
 
     @property
