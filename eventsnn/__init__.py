@@ -2,7 +2,14 @@
 
 import importlib.metadata
 
-from . import losses as losses, neurons as neurons, plot as plot
+from . import (
+    datasets as datasets,
+    encoding as encoding,
+    losses as losses,
+    neurons as neurons,
+    plot as plot,
+    train as train,
+)
 from ._current import step_current as step_current
 from ._exact import AffineFlow as AffineFlow, ExactLinear as ExactLinear
 from ._network import FeedForward as FeedForward

@@ -141,11 +141,11 @@ class AffineFlow(eqx.Module):
         variables this vanishes where (e^{δτ} - 1)/δ = -(c·u)/(c·(A - λ2 I)u).
         """
         u = self.velocity(y0)
-        cu = jnp.sum(c * u, axis=-1)
+        cu = rowdot(c, u)
         if self.size == 1:
             return jnp.full_like(cu, jnp.inf)
         eye = jnp.eye(2, dtype=y0.dtype)
-        w = jnp.sum(c * _matvec(self.A - self.lam2[:, None, None] * eye, u), axis=-1)
+        w = rowdot(c, _matvec(self.A - self.lam2[:, None, None] * eye, u))
         delta = self.lam1 - self.lam2
         safe_w = jnp.where(w == 0, 1.0, w)
         r = -cu / safe_w
@@ -157,6 +157,18 @@ class AffineFlow(eqx.Module):
 
 def _matvec(M, y):
     return jnp.einsum("nij,nj->ni", M, y)
+
+
+def rowdot(c: Float[Array, "n s"], y: State) -> Float[Array, " n"]:
+    """Row-wise dot product ``sum(c * y, -1)``.
+
+    Written as an einsum on purpose: on XLA:CPU (jax 0.10.2) the fused multiply-and-
+    reduce ``jnp.sum(c * y, -1)`` over a short last axis returns values from the wrong
+    rows once a vmapped batch makes the array longer than 2¹⁵ rows (a 120-neuron layer
+    at batch ≥ 274). `tests/test_api.py::test_large_vmapped_batch_matches_chunks` guards
+    this.
+    """
+    return jnp.einsum("ns,ns->n", c, y)
 
 
 # ------------------------------------------------------------- first crossing
@@ -180,7 +192,7 @@ def first_crossing(
 
     def g_and_slope(tau):
         y = flow(tau, y0)
-        return jnp.sum(c * y, -1) + g0, jnp.sum(c * flow.velocity(y), -1)
+        return rowdot(c, y) + g0, rowdot(c, flow.velocity(y))
 
     g_end, _ = g_and_slope(length)
     t_peak = flow.peak_time(c, y0)
@@ -188,7 +200,7 @@ def first_crossing(
     g_peak, _ = g_and_slope(jnp.where(peak_inside, t_peak, length))
     g_peak = jnp.where(peak_inside, g_peak, -jnp.inf)
     # The extremum inside is a maximum if the condition was rising at τ = 0.
-    rising0 = jnp.sum(c * flow.velocity(y0), -1) > 0
+    rising0 = rowdot(c, flow.velocity(y0)) > 0
     peak_is_max = peak_inside & rising0
     cross_at_peak = peak_is_max & (g_peak >= 0)
     crosses = active & (cross_at_peak | (g_end >= 0))

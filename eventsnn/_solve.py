@@ -19,7 +19,7 @@ import optimistix as optx
 
 from ._current import AbstractCurrent
 from ._custom_types import Array, Bool, Float, State
-from ._exact import AffineFlow, first_crossing
+from ._exact import AffineFlow, first_crossing, rowdot
 from ._neuron import AbstractNeuron
 
 
@@ -133,8 +133,8 @@ class ExactSegments(AbstractSegmentSolver):
         hit = jnp.isfinite(tau)
         tau_safe = jnp.where(hit, tau, 0.0)
         y_hit = flow(tau_safe, y0)
-        residual = jnp.sum(c * y_hit, -1) + g0
-        rate = jnp.sum(c * flow.velocity(y_hit), -1)
+        residual = rowdot(c, y_hit) + g0
+        rate = rowdot(c, flow.velocity(y_hit))
         tau_end = jnp.where(hit, implicit_time(tau_safe, residual, rate), length)
         y = flow(tau_end, y0)
         failed = ~jnp.all(flow.real) | ~jnp.all(jnp.isfinite(y))
@@ -286,14 +286,19 @@ def implicit_time(t_found, residual, rate):
     ``t_found`` is where a root finder put the crossing and ``residual`` is the spike
     condition there (zero up to tolerance), computed *differentiably* from the state
     and parameters; ``rate`` is the condition's time derivative there. The value is
-    one Newton correction of ``t_found``; the derivative is ``-d(residual)/rate``,
-    i.e. exactly d t*/d(anything) from g(t*, y(t*)) = 0. A grazing crossing
-    (rate → 0) has an unbounded true derivative; ``rate`` is floored to keep it finite.
+    ``t_found`` itself; the derivative is ``-d(residual)/rate``, i.e. exactly
+    d t*/d(anything) from g(t*, y(t*)) = 0.
+
+    The value is deliberately not Newton-corrected: at a grazing crossing (rate → 0,
+    the membrane just touching threshold) ``residual / rate`` is rounding noise
+    divided by almost nothing and would throw the time arbitrarily far (in float32 it
+    moved spike times by 10⁶ ms). The root finders already converge to a few ulps.
+    ``rate`` is floored so that the derivative of a grazing crossing stays finite.
     """
     rate = jax.lax.stop_gradient(rate)
     tiny = jnp.finfo(jnp.result_type(rate)).eps
     safe = jnp.where(jnp.abs(rate) > tiny, rate, tiny)
-    return jax.lax.stop_gradient(t_found) - residual / safe
+    return jax.lax.stop_gradient(t_found) - (residual - jax.lax.stop_gradient(residual)) / safe
 
 
 def segment_solver_for(neuron: AbstractNeuron, solver, current_is_constant: bool):

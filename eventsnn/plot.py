@@ -163,3 +163,74 @@ def states(neuron: AbstractNeuron, ts, trajectory, *, neurons=None, spikes=None,
     """
     return membrane(ts, trajectory, neuron.state_names, neurons, _threshold_of(neuron),
                     spikes, ax, variables=variables)
+
+
+def training_curves(history: Sequence[dict], ax=None):
+    """Loss and accuracy per epoch from [`eventsnn.train.fit`][]'s history (or the
+    rows of its ``metrics.csv``): training and, where logged, validation.
+
+    **Arguments:** `history`: one dict per epoch; `ax`: two axes (loss, accuracy).
+
+    **Returns:** ``(figure, [loss axes, accuracy axes])``.
+    """
+    if len(history) == 0:
+        raise ValueError("`history` is empty: nothing to plot.")
+    if ax is None:
+        fig, axes = plt.subplots(1, 2, figsize=(9, 3.5))
+        axes = list(axes)
+    else:
+        axes = list(ax)
+        fig = axes[0].figure
+    epoch = [int(row["epoch"]) for row in history]
+    for a, metric in zip(axes, ("loss", "accuracy")):
+        for split, style in (("train", "-"), ("val", "--")):
+            key = f"{split}_{metric}"
+            if all(key in row for row in history):
+                label = "train" if split == "train" else "validation"
+                a.plot(epoch, [float(row[key]) for row in history], style, marker="o",
+                       markersize=3, label=label)
+        a.set_xlabel("epoch")
+        a.set_ylabel(metric)
+        a.legend(frameon=False)
+    axes[1].set_ylim(top=1.0)
+    axes[1].yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f} %")
+    return fig, axes
+
+
+def decision_map(grid_classes, extent=(0.0, 1.0, 0.0, 1.0), *, points=None,
+                 labels=None, class_names=None, ax=None):
+    """A classifier's decision over a 2-D input plane (e.g. Yin-Yang's (x, y)).
+
+    **Arguments:**
+
+    - `grid_classes`: ``Int[Array, "ny nx"]`` predicted class on a grid (row 0 at the
+      bottom, ``y`` increasing); ``-1`` (no output spike) is drawn white.
+    - `extent`: ``(x0, x1, y0, y1)`` of the grid.
+    - `points`, `labels`: optional ``(m, 2)`` samples and their true classes, drawn on
+      top (hollow where the prediction at the point's cell differs).
+    - `class_names`: legend labels.
+
+    **Returns:** ``(figure, axes)``.
+    """
+    from matplotlib.colors import ListedColormap
+
+    grid = np.asarray(grid_classes)
+    if grid.ndim != 2:
+        raise ValueError(f"`grid_classes` must be 2-D (ny, nx); got {grid.shape}.")
+    n_classes = int(max(grid.max(), -1 if labels is None else np.max(labels))) + 1
+    colors = [f"C{k % 10}" for k in range(n_classes)]
+    fig, ax = plt.subplots(figsize=(5, 4.6)) if ax is None else (ax.figure, ax)
+    masked = np.ma.masked_less(grid, 0)
+    ax.imshow(masked, origin="lower", extent=extent, cmap=ListedColormap(colors),
+              vmin=-0.5, vmax=n_classes - 0.5, alpha=0.35, interpolation="nearest")
+    if points is not None:
+        points, labels = np.asarray(points), np.asarray(labels)
+        for k in range(n_classes):
+            sel = labels == k
+            name = class_names[k] if class_names is not None else f"class {k}"
+            ax.scatter(points[sel, 0], points[sel, 1], s=6, color=colors[k], label=name)
+        ax.legend(loc="upper right", fontsize="small", markerscale=2)
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    ax.set_aspect("equal")
+    return fig, ax

@@ -271,3 +271,23 @@ def test_custom_model_runs_spikes_and_has_finite_trajectories():
     first = float(out.first[0])
     after = net.state_at_t(x, jnp.array([first]))
     assert abs(float(after[0, 0, 0])) < 1e-9
+
+
+def test_large_vmapped_batch_matches_chunks():
+    # Regression: XLA:CPU miscompiled a fused multiply-reduce once a vmapped batch
+    # made the hidden layer's arrays longer than 2**15 rows (120 neurons x >= 274
+    # samples), giving wrong spike times from sample 273 on (see `_exact.rowdot`).
+    # float32, as users run it.
+    data = es.datasets.yin_yang("validation", size=300)
+    with jax.enable_x64(False):
+        net = es.FeedForward(5, [120, 3], es.LIF(), jax.random.key(3), t_max=30.0,
+                             init_mean=2.0, init_std=0.5)
+        x = jnp.asarray(data.inputs, jnp.float32)
+        run = jax.jit(jax.vmap(net))
+        whole = run(x).layers[0].first
+        chunks = jnp.concatenate([run(x[i : i + 50]).layers[0].first
+                                  for i in range(0, 300, 50)])
+    whole, chunks = np.asarray(whole), np.asarray(chunks)
+    np.testing.assert_array_equal(np.isfinite(whole), np.isfinite(chunks))
+    finite = np.isfinite(whole)
+    np.testing.assert_allclose(whole[finite], chunks[finite], rtol=1e-6, atol=1e-5)

@@ -69,9 +69,11 @@ class Refractory(AbstractNeuron):
 
 
 def _refractory(t, y: State):
-    """Neurons still in their refractory period. One whose period ends within
-    √eps·max(1, t) of ``t`` has ended: the countdown is integrated numerically, and
-    restarting right at the release time must not leave it clamped for a rounding
-    error's worth of time (nor schedule a second, spurious release)."""
-    tol = jnp.sqrt(jnp.finfo(y.dtype).eps) * jnp.maximum(jnp.abs(t), 1.0)
+    """Neurons still in their refractory period. One whose period ends within a few
+    rounding errors of ``t`` (64·eps·max(1, |t|)) has ended: the countdown is integrated
+    numerically, and restarting right at the release time must not leave it clamped
+    for a rounding error's worth of time (nor schedule a second, spurious release).
+    The allowance is kept at rounding size: a looser one releases the membrane early
+    and every later spike drifts earlier by the same amount."""
+    tol = 64 * jnp.finfo(y.dtype).eps * jnp.maximum(jnp.abs(t), 1.0)
     return y[:, -1] > tol

@@ -1,48 +1,18 @@
-"""The ``eventsnn`` command line.
-
-```
-eventsnn simulate [--neuron lif] [--hidden 20] [--t-max 50] [--out runs/simulate]
-python -m eventsnn simulate --help
-```
-
-Each subcommand is one entry of `COMMANDS`: a function that adds its arguments to an
-``argparse`` parser and a function that runs it and returns the exit status. To add a
-subcommand (``train``, ``bench``), write those two functions and add one entry.
-"""
+"""``eventsnn simulate``: a small network on a built-in input; prints and plots its
+spikes."""
 
 import argparse
-import importlib
 import sys
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import neurons as _neurons
-from . import plot
-from ._network import FeedForward
-from ._spikes import RESULTS, check
-
-NEURONS = {
-    "lif": _neurons.LIF,
-    "delta-lif": _neurons.DeltaLIF,
-    "alpha-lif": _neurons.AlphaLIF,
-    "iaf": _neurons.IAF,
-    "qif": _neurons.QIF,
-    "eif": _neurons.EIF,
-    "adex": _neurons.AdEx,
-    "izhikevich": _neurons.Izhikevich,
-}
-
-
-class Command(NamedTuple):
-    help: str
-    add_arguments: Callable[[argparse.ArgumentParser], None]
-    run: Callable[[argparse.Namespace], int]
-
+from .. import plot
+from .._network import FeedForward
+from .._spikes import RESULTS, check
+from ._common import NEURONS, _positive, precision
 
 # --------------------------------------------------------------------------- simulate
 INPUT_PERIOD = 10.0  # ms between two volleys of the built-in input
@@ -58,19 +28,6 @@ def demo_input(in_size: int, t_max: float, period: float = INPUT_PERIOD) -> np.n
     rounds = np.arange(int(t_max // period) + 1)
     times = 2.0 + np.arange(in_size)[:, None] + period * rounds
     return np.where(times < t_max, times, np.inf)
-
-
-def _positive(kind):
-    """An argparse type: `kind` (int or float) that must be > 0."""
-
-    def parse(text: str):
-        value = kind(text)
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-        return value
-
-    parse.__name__ = kind.__name__  # argparse names it in "invalid int value"
-    return parse
 
 
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
@@ -110,16 +67,8 @@ def _format_times(times: np.ndarray, indent: int, per_line: int = 8) -> str:
     return ("\n" + " " * indent).join(lines)
 
 
-def _precision(dtype: str):
-    """A context in which JAX computes in `dtype` (scoped: the global setting stays)."""
-    enable_x64 = getattr(jax, "enable_x64", None)
-    if enable_x64 is None:  # jax < 0.6
-        from jax.experimental import enable_x64
-    return enable_x64(dtype == "float64")
-
-
 def _simulate(args: argparse.Namespace) -> int:
-    with _precision(args.dtype):
+    with precision(args.dtype):
         return _run_simulate(args)
 
 
@@ -187,41 +136,3 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-# --------------------------------------------------------------------------- main
-COMMANDS: dict[str, Command] = {
-    "simulate": Command(
-        "simulate a small network on a built-in input; print its spikes, plot them",
-        _simulate_arguments,
-        _simulate,
-    ),
-}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="eventsnn",
-        description="Event-driven spiking neural networks in JAX.",
-    )
-    version = importlib.import_module(__package__).__version__
-    parser.add_argument("--version", action="version", version=f"%(prog)s {version}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, command in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=command.help, description=command.help)
-        command.add_arguments(sub)
-        sub.set_defaults(run=command.run)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``eventsnn`` command.
-
-    **Arguments:** `argv`: the arguments (default: ``sys.argv[1:]``).
-
-    **Returns:** the exit status (``0`` on success).
-    """
-    args = build_parser().parse_args(argv)
-    return args.run(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
