@@ -355,7 +355,7 @@ def fit(
     **Raises:** ``RuntimeError`` if more than ``max_overflow`` of an epoch's samples
     overflowed their event budget.
     """
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     data = _as_dataset(data)
     if data.in_size != net.in_size:
