@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import pathlib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -26,3 +27,86 @@ def test_memory_benchmark_smoke(tmp_path):
     assert all(r["eventprop"] < r["autodiff"] for r in steps)
     events = result["versus_events"]
     assert events[-1]["eventprop"] > events[0]["eventprop"]  # grows with events
+
+
+# --- side-by-side benchmarks (benchmarks/README.md) ----------------------------------
+# Each script runs at its smoke size without the peers (CI has no eventax/jaxsnn), so
+# the eventsnn rows, the timing, the cross-check and the JSON cannot rot. The cost is
+# XLA compilation (10-20 s per gradient program), not the simulations.
+
+TIMES = ("compile_s", "median_s", "min_s", "max_s", "first_call_s")
+
+
+def _timed(row):
+    assert all(math.isfinite(row[k]) and row[k] > 0 for k in TIMES), row
+    assert row["repeats"] >= 5 and len(row["times_s"]) == row["repeats"]
+    assert min(row["times_s"]) == row["min_s"] <= row["median_s"] <= row["max_s"]
+
+
+def _common_keys(result, name):
+    assert result["benchmark"] == name and result["smoke"] is True
+    machine = result["machine"]
+    for key in ("date", "platform", "cpu", "device", "versions"):
+        assert machine[key]
+    assert machine["versions"]["eventsnn"] and machine["versions"]["jax"]
+
+
+def _run(name, tmp_path):
+    out = tmp_path / f"{name}.json"
+    result = load(name).main(["--smoke", "--no-peers", "--out", str(out)])
+    assert json.loads(out.read_text()) == json.loads(json.dumps(result, default=float))
+    _common_keys(result, name)
+    return result
+
+
+def test_grad_step_benchmark_smoke(tmp_path):
+    result = _run("grad_step", tmp_path)
+    rows = result["rows"]
+    assert {r["engine"] for r in rows} == {
+        "eventsnn eventprop first-spike", "eventsnn autodiff first-spike",
+        "eventsnn eventprop multi-spike (16)"}
+    for row in rows:
+        _timed(row)
+        assert row["library"] == "eventsnn" and math.isfinite(row["loss"])
+        assert row["ratio_to_eventsnn"] > 0
+    ref = next(r for r in rows if r["engine"] == r["reference"])
+    assert ref["ratio_to_eventsnn"] == 1.0 and ref["grad_rel_diff"] == 0.0
+    autodiff = next(r for r in rows if "autodiff" in r["engine"])
+    assert autodiff["grad_rel_diff"] < 1e-4  # same gradient, other code path
+    check = result["cross_checks"][0]
+    assert all(v == 0 for v in check["eventsnn_failures"].values())
+    assert check["versus"]["eventsnn autodiff first-spike"]["output"]["max_abs_diff_ms"] == 0
+    assert result["notes"][0]["skipped"] == {"eventax": "--no-peers", "jaxsnn": "--no-peers"}
+
+
+def _sweep_rows(result):
+    rows = result["rows"]
+    assert {r["library"] for r in rows} == {"eventsnn"}
+    for row in rows:
+        _timed(row)
+        assert row["samples_per_s"] == row["batch"] / row["median_s"]
+    hidden = sorted(r["hidden"] for r in rows if "hidden" in r["sweeps"])
+    batch = sorted(r["batch"] for r in rows if "batch" in r["sweeps"])
+    assert len(hidden) >= 2 and len(batch) >= 2
+    return rows
+
+
+def test_scaling_benchmark_smoke(tmp_path):
+    rows = _sweep_rows(_run("scaling", tmp_path))
+    assert all(r["grad_rel_diff"] == 0.0 for r in rows)  # eventsnn is the reference
+
+
+def test_forward_benchmark_smoke(tmp_path):
+    rows = _sweep_rows(_run("forward", tmp_path))
+    assert all(r["output_check"]["max_abs_diff_ms"] == 0.0 for r in rows)
+
+
+def test_crosscheck_benchmark_smoke(tmp_path):
+    result = _run("crosscheck", tmp_path)
+    first = result["cases"][0]
+    assert first["eventsnn_failures"] == {"eventsnn eventprop first-spike": 0,
+                                          "eventsnn autodiff first-spike": 0}
+    versus = first["versus"]["eventsnn autodiff first-spike"]
+    assert versus["hidden"]["fire_mismatch"] == versus["output"]["fire_mismatch"] == 0
+    assert versus["hidden"]["max_abs_diff_ms"] < 1e-9
+    assert first["gradients"]["eventsnn autodiff first-spike"]["grad_rel_diff"] < 1e-9
