@@ -92,9 +92,18 @@ def make_weights(w: Workload) -> list[np.ndarray]:
     key = jax.random.key(w.seed)
     neuron = _es_neuron(w)
     hidden = es.FeedForward(w.in_size, [w.hidden, w.n_out], neuron, key, t_max=w.t_max)
-    out = es.FeedForward(w.in_size, [w.hidden, w.n_out], neuron, key, t_max=w.t_max,
-                         init_mean=w.out_init_mean)
-    return [np.asarray(hidden.weights[0], np.float64), np.asarray(out.weights[1], np.float64)]
+    out = es.FeedForward(
+        w.in_size,
+        [w.hidden, w.n_out],
+        neuron,
+        key,
+        t_max=w.t_max,
+        init_mean=w.out_init_mean,
+    )
+    return [
+        np.asarray(hidden.weights[0], np.float64),
+        np.asarray(out.weights[1], np.float64),
+    ]
 
 
 def make_data(w: Workload) -> tuple[np.ndarray, np.ndarray]:
@@ -107,7 +116,7 @@ def make_data(w: Workload) -> tuple[np.ndarray, np.ndarray]:
 
 def loss_from_first(first, labels, tau):
     """Mean first-spike cross-entropy; the same function for every library."""
-    per = jax.vmap(lambda f, l: es.losses.first_spike_cross_entropy(f, l, tau=tau))
+    per = jax.vmap(lambda f, k: es.losses.first_spike_cross_entropy(f, k, tau=tau))
     return jnp.mean(per(first, labels))
 
 
@@ -130,18 +139,33 @@ class Engine:
         return self.to_input(x)
 
 
-def eventsnn_engine(w: Workload, weights, *, gradient="eventprop", max_spikes=1,
-                    batching="vmap", name=None) -> Engine:
+def eventsnn_engine(
+    w: Workload,
+    weights,
+    *,
+    gradient="eventprop",
+    max_spikes=1,
+    batching="vmap",
+    name=None,
+) -> Engine:
     """eventsnn with the given gradient mode and spike budget.
 
     ``batching``: ``"vmap"`` (the normal way) or ``"map"`` (``jax.lax.map``, one sample
     after another; used where vmap is known to be wrong, see `batch_ok`).
     """
     dtype = jnp.dtype(w.dtype)
-    net = es.FeedForward(w.in_size, [w.hidden, w.n_out], _es_neuron(w),
-                         jax.random.key(w.seed), t_max=w.t_max, gradient=gradient,
-                         max_spikes=max_spikes)
-    net = eqx.tree_at(lambda n: n.weights, net, [jnp.asarray(a, dtype) for a in weights])
+    net = es.FeedForward(
+        w.in_size,
+        [w.hidden, w.n_out],
+        _es_neuron(w),
+        jax.random.key(w.seed),
+        t_max=w.t_max,
+        gradient=gradient,
+        max_spikes=max_spikes,
+    )
+    net = eqx.tree_at(
+        lambda n: n.weights, net, [jnp.asarray(a, dtype) for a in weights]
+    )
     params, static = eqx.partition(net, eqx.is_array)
 
     def build(p):
@@ -173,12 +197,21 @@ def eventsnn_engine(w: Workload, weights, *, gradient="eventprop", max_spikes=1,
         return spikes(p, x)[2]
 
     label = name or f"eventsnn {gradient}" + (
-        " first-spike" if max_spikes == 1 else f" multi-spike ({max_spikes})")
+        " first-spike" if max_spikes == 1 else f" multi-spike ({max_spikes})"
+    )
     if batching == "map":
         label += " [map]"
-    return Engine(label, params, loss_grad, forward, spikes,
-                  lambda x: jnp.asarray(x, dtype), "eventsnn", results,
-                  "lax.map" if batching == "map" else "vmap")
+    return Engine(
+        label,
+        params,
+        loss_grad,
+        forward,
+        spikes,
+        lambda x: jnp.asarray(x, dtype),
+        "eventsnn",
+        results,
+        "lax.map" if batching == "map" else "vmap",
+    )
 
 
 def batch_ok(engine: Engine, x) -> int:
@@ -247,7 +280,10 @@ def compare_times(a, b) -> dict:
 
 def compare_spikes(ref: tuple, other: tuple) -> dict:
     """`compare_times` for (hidden_first, out_first) pairs."""
-    return {name: compare_times(a, b) for name, a, b in zip(("hidden", "output"), ref, other)}
+    return {
+        name: compare_times(a, b)
+        for name, a, b in zip(("hidden", "output"), ref, other)
+    }
 
 
 def compare_grads(ref, other) -> dict:
@@ -257,7 +293,9 @@ def compare_grads(ref, other) -> dict:
     g1 = np.concatenate([np.ravel(np.asarray(g, np.float64)) for g in g1])
     return {
         "loss_abs_diff": float(abs(float(l0) - float(l1))),
-        "grad_rel_diff": float(np.linalg.norm(g1 - g0) / max(np.linalg.norm(g0), 1e-30)),
+        "grad_rel_diff": float(
+            np.linalg.norm(g1 - g0) / max(np.linalg.norm(g0), 1e-30)
+        ),
     }
 
 
@@ -267,23 +305,36 @@ def cross_check(engines: list[Engine], x: np.ndarray) -> dict:
     outcomes were not ``successful`` (``eventsnn_failures``, should be 0)."""
     outs = {e.name: jax.jit(e.spikes)(e.params, e.inputs(x)) for e in engines}
     ref = engines[0].name
-    checks = {name: compare_spikes(outs[ref][:2], out[:2])
-              for name, out in outs.items() if name != ref}
-    failures = {name: int((np.asarray(out[2]) != 0).sum())
-                for name, out in outs.items() if len(out) > 2}
-    return {"reference": ref, "samples": int(x.shape[0]), "versus": checks,
-            "eventsnn_failures": failures}
+    checks = {
+        name: compare_spikes(outs[ref][:2], out[:2])
+        for name, out in outs.items()
+        if name != ref
+    }
+    failures = {
+        name: int((np.asarray(out[2]) != 0).sum())
+        for name, out in outs.items()
+        if len(out) > 2
+    }
+    return {
+        "reference": ref,
+        "samples": int(x.shape[0]),
+        "versus": checks,
+        "eventsnn_failures": failures,
+    }
 
 
 def format_check(check: dict) -> str:
-    lines = [f"spike-time cross-check against {check['reference']} "
-             f"({check['samples']} samples):"]
+    lines = [
+        f"spike-time cross-check against {check['reference']} "
+        f"({check['samples']} samples):"
+    ]
     for name, c in check["versus"].items():
         h, o = c["hidden"], c["output"]
         lines.append(
             f"  {name:<34} hidden max|dt| {h['max_abs_diff_ms']:.1e} ms "
             f"({h['fire_mismatch']}/{h['neurons']} fire mismatches), output max|dt| "
-            f"{o['max_abs_diff_ms']:.1e} ms ({o['fire_mismatch']}/{o['neurons']})")
+            f"{o['max_abs_diff_ms']:.1e} ms ({o['fire_mismatch']}/{o['neurons']})"
+        )
     bad = {k: v for k, v in check.get("eventsnn_failures", {}).items() if v}
     if bad:
         lines.append(f"  WARNING: eventsnn layers that did not finish cleanly: {bad}")
@@ -293,15 +344,28 @@ def format_check(check: dict) -> str:
 # ------------------------------------------------------------------- CLI, device, JSON
 def parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--smoke", action="store_true",
-                   help="tiny sizes that run in seconds (what CI runs)")
+    p.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes that run in seconds (what CI runs)",
+    )
     p.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
-    p.add_argument("--peers", action=argparse.BooleanOptionalAction, default=True,
-                   help="also run eventax and jaxsnn (skipped with a note when they "
-                        "are not importable)")
-    p.add_argument("--repeats", type=int, default=5,
-                   help="timed steady-state calls per measurement (at least 5)")
-    p.add_argument("--out", default=None, help="JSON path (default results/<name>.json)")
+    p.add_argument(
+        "--peers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also run eventax and jaxsnn (skipped with a note when they "
+        "are not importable)",
+    )
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="timed steady-state calls per measurement (at least 5)",
+    )
+    p.add_argument(
+        "--out", default=None, help="JSON path (default results/<name>.json)"
+    )
     return p
 
 
@@ -309,7 +373,9 @@ def device(name: str):
     try:
         return jax.devices(name)[0]
     except RuntimeError as error:
-        raise SystemExit(f"--device {name}: no such JAX backend here ({error})") from None
+        raise SystemExit(
+            f"--device {name}: no such JAX backend here ({error})"
+        ) from None
 
 
 def _version(package: str) -> str | None:
@@ -331,10 +397,19 @@ def _cpu_model() -> str:
 
 def _git_commit() -> str | None:
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE,
-                             capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "eventsnn"],
-                               cwd=HERE.parent, capture_output=True, text=True).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "eventsnn"],
+            cwd=HERE.parent,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -350,8 +425,18 @@ def machine_info(dev) -> dict:
         "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
         "device": str(dev),
         "python": platform.python_version(),
-        "versions": {p: _version(p) for p in (
-            "eventsnn", "jax", "jaxlib", "equinox", "diffrax", "eventax", "jaxsnn")},
+        "versions": {
+            p: _version(p)
+            for p in (
+                "eventsnn",
+                "jax",
+                "jaxlib",
+                "equinox",
+                "diffrax",
+                "eventax",
+                "jaxsnn",
+            )
+        },
         "eventsnn_commit": _git_commit(),
     }
 
@@ -375,8 +460,10 @@ def fmt_s(seconds: float | None) -> str:
 
 
 def table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h)
-              for i, h in enumerate(headers)]
+    widths = [
+        max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(h)
+        for i, h in enumerate(headers)
+    ]
     line = " | ".join(str(h).ljust(wd) for h, wd in zip(headers, widths))
     sep = "-+-".join("-" * wd for wd in widths)
     body = [" | ".join(str(c).ljust(wd) for c, wd in zip(r, widths)) for r in rows]

@@ -36,7 +36,6 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
-
 from _common import Engine, Workload, loss_from_first
 
 ONE_SPIKE_RESET = -1000.0
@@ -56,8 +55,15 @@ def available() -> dict[str, str | None]:
 
 
 # ---------------------------------------------------------------------------- eventax
-def eventax_engine(w: Workload, weights, *, one_spike=True, solver_stepsize=0.01,
-                   root_tol=1e-2, name=None) -> Engine:
+def eventax_engine(
+    w: Workload,
+    weights,
+    *,
+    one_spike=True,
+    solver_stepsize=0.01,
+    root_tol=1e-2,
+    name=None,
+) -> Engine:
     import optimistix as optx
     from eventax.evnn import FFEvNN
     from eventax.neuron_models import EIF, LIF
@@ -70,12 +76,25 @@ def eventax_engine(w: Workload, weights, *, one_spike=True, solver_stepsize=0.01
     full[:h, h:] = weights[1]
     reset = ONE_SPIKE_RESET if one_spike else 0.0
     if w.neuron == "lif":
-        model, kwargs = LIF, dict(thresh=w.threshold, tsyn=w.tau_syn, tmem=w.tau_mem,
-                                  vreset=reset)
+        model, kwargs = (
+            LIF,
+            dict(thresh=w.threshold, tsyn=w.tau_syn, tmem=w.tau_mem, vreset=reset),
+        )
     elif w.neuron == "eif":
         # eventsnn's EIF: v_rest 0, v_T 1, delta_T 0.2, spike at v_peak 2.
-        model, kwargs = EIF, dict(tsyn=w.tau_syn, tmem=w.tau_mem, vT=1.0, deltaT=0.2,
-                                  EL=0.0, v_peak=2.0, spike_time_tol=None, vreset=reset)
+        model, kwargs = (
+            EIF,
+            dict(
+                tsyn=w.tau_syn,
+                tmem=w.tau_mem,
+                vT=1.0,
+                deltaT=0.2,
+                EL=0.0,
+                v_peak=2.0,
+                spike_time_tol=None,
+                vreset=reset,
+            ),
+        )
     else:
         raise ValueError(w.neuron)
     root_finder = None
@@ -83,11 +102,20 @@ def eventax_engine(w: Workload, weights, *, one_spike=True, solver_stepsize=0.01
         root_finder = optx.Newton(root_tol, root_tol, optx.rms_norm)
     # Event-loop iterations: start, every input spike, every spike (+ slack).
     steps = 1 + n_in + n * (1 if one_spike else 16) + 4
-    net = FFEvNN(layers=[h, n_out], in_size=n_in, neuron_model=model,
-                 max_solver_time=w.t_max, key=jax.random.key(w.seed),
-                 solver_stepsize=solver_stepsize, max_event_steps=steps,
-                 root_finder=root_finder, dtype=dtype, init_weights=jnp.asarray(full, dtype),
-                 init_bias=0.0, **kwargs)
+    net = FFEvNN(
+        layers=[h, n_out],
+        in_size=n_in,
+        neuron_model=model,
+        max_solver_time=w.t_max,
+        key=jax.random.key(w.seed),
+        solver_stepsize=solver_stepsize,
+        max_event_steps=steps,
+        root_finder=root_finder,
+        dtype=dtype,
+        init_weights=jnp.asarray(full, dtype),
+        init_bias=0.0,
+        **kwargs,
+    )
     params, static = eqx.partition(net, eqx.is_array)
 
     def get_w(net):
@@ -111,20 +139,29 @@ def eventax_engine(w: Workload, weights, *, one_spike=True, solver_stepsize=0.01
 
         def one(xi):
             times, ids, _ = net.record(xi)
-            hit = (ids[:, None] == jnp.arange(n)[None, :]) & jnp.isfinite(times)[:, None]
+            hit = (ids[:, None] == jnp.arange(n)[None, :]) & jnp.isfinite(times)[
+                :, None
+            ]
             first = jnp.min(jnp.where(hit, times[:, None], jnp.inf), axis=0)
             return first[:h], first[h:]
 
         return jax.vmap(one)(x)
 
-    label = name or "eventax (Euler dt=%g)" % solver_stepsize
-    return Engine(label, params, loss_grad, forward, spikes,
-                  lambda x: jnp.asarray(x, dtype), "eventax")
+    label = name or f"eventax (Euler dt={solver_stepsize:g})"
+    return Engine(
+        label,
+        params,
+        loss_grad,
+        forward,
+        spikes,
+        lambda x: jnp.asarray(x, dtype),
+        "eventax",
+    )
 
 
 # ----------------------------------------------------------------------------- jaxsnn
 def _lif_membrane_minus_threshold(tau_mem, tau_syn, v_th):
-    """``f(state, t) = v(t) - v_th`` for the LIF from ``state`` (exact, tau_m != tau_s)."""
+    """``f(state, t) = v(t) - v_th`` of the LIF from ``state`` (tau_m != tau_s)."""
 
     def f(state, t):
         a = state.I * tau_syn / (tau_syn - tau_mem)  # particular solution amplitude
@@ -166,21 +203,25 @@ def jaxsnn_engine(w: Workload, weights, *, solver="newton", name=None) -> Engine
         raise ValueError("jaxsnn simulates LIF neurons only")
     dtype = jnp.dtype(w.dtype)
     h, n_out, n_in = w.hidden, w.n_out, w.in_size
-    lif = LIFParameters(tau_syn=w.tau_syn, tau_mem=w.tau_mem, v_th=w.threshold,
-                        v_reset=ONE_SPIKE_RESET)
+    lif = LIFParameters(
+        tau_syn=w.tau_syn, tau_mem=w.tau_mem, v_th=w.threshold, v_reset=ONE_SPIKE_RESET
+    )
     lif = LIFParameters(**{k: jnp.asarray(v, dtype) for k, v in lif.as_dict().items()})
 
     def build(k_in):
         topology = Topology(t_max=w.t_max, backprop_method="eventprop")
-        topology.add({
-            "inp": Source(n_in),
-            "syn1": Linear(),
-            "lif1": LIF(h, n_in * k_in + h, lif),  # inputs + one spike per neuron
-            "syn2": Linear(),
-            "lif2": LIF(n_out, h + n_out, lif),
-        })
-        topology.connect([("inp", "syn1"), ("syn1", "lif1"), ("lif1", "syn2"),
-                          ("syn2", "lif2")])
+        topology.add(
+            {
+                "inp": Source(n_in),
+                "syn1": Linear(),
+                "lif1": LIF(h, n_in * k_in + h, lif),  # inputs + one spike per neuron
+                "syn2": Linear(),
+                "lif2": LIF(n_out, h + n_out, lif),
+            }
+        )
+        topology.connect(
+            [("inp", "syn1"), ("syn1", "lif1"), ("lif1", "syn2"), ("syn2", "lif2")]
+        )
         patch = _newton_lif_solver() if solver == "newton" else contextlib.nullcontext()
         with patch:
             init_fn, apply_fn = topology.done()
@@ -201,13 +242,15 @@ def jaxsnn_engine(w: Workload, weights, *, solver="newton", name=None) -> Engine
         order = np.argsort(times, axis=1, kind="stable")
         times = np.take_along_axis(times, order, 1)
         channel = np.take_along_axis(channel, order, 1)
-        return {"inp": Spike(
-            time=jnp.asarray(times, dtype),
-            idx=jnp.asarray(channel, jnp.int32),
-            current=jnp.zeros(times.shape, dtype),
-            layer_idx=jnp.zeros(times.shape, jnp.int32),
-            internal=jnp.asarray(np.isfinite(times)),
-        )}
+        return {
+            "inp": Spike(
+                time=jnp.asarray(times, dtype),
+                idx=jnp.asarray(channel, jnp.int32),
+                current=jnp.zeros(times.shape, dtype),
+                layer_idx=jnp.zeros(times.shape, jnp.int32),
+                internal=jnp.asarray(np.isfinite(times)),
+            )
+        }
 
     def first_times(events, n):
         hit = (events.idx[..., None] == jnp.arange(n)) & events.internal[..., None]
@@ -227,14 +270,15 @@ def jaxsnn_engine(w: Workload, weights, *, solver="newton", name=None) -> Engine
         events = apply_fn(x, p)
         return first_times(events["lif1"], h), first_times(events["lif2"], n_out)
 
-    label = "jaxsnn (EventProp, %s)" % ("Newton" if solver == "newton" else
-                                        "closed-form solver")
-    return Engine(name or label, params, loss_grad, forward,
-                  spikes, to_input, "jaxsnn")
+    label = "jaxsnn (EventProp, %s)" % (
+        "Newton" if solver == "newton" else "closed-form solver"
+    )
+    return Engine(name or label, params, loss_grad, forward, spikes, to_input, "jaxsnn")
 
 
-def peer_engines(w: Workload, weights, use_peers: bool, *, eventax=True,
-                 jaxsnn=True) -> tuple[list[Engine], dict]:
+def peer_engines(
+    w: Workload, weights, use_peers: bool, *, eventax=True, jaxsnn=True
+) -> tuple[list[Engine], dict]:
     """The peer engines that can run ``w``; and a note per peer that was skipped."""
     engines, skipped = [], {}
     if not use_peers:

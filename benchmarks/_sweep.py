@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import time
 
-import jax
-import jax.numpy as jnp
-
 import _common as C
 import _peers as P
+import jax
+import jax.numpy as jnp
 
 HIDDEN = [30, 60, 120, 250, 500, 1000]  # at batch 32
 BATCH = [1, 8, 32, 256, 1024, 4096]  # at hidden 120
@@ -26,7 +25,10 @@ def configs(smoke: bool) -> list[tuple[int, int, list[str]]]:
         found.setdefault((h, b0), []).append("hidden")
     for b in batch:
         found.setdefault((h0, b), []).append("batch")
-    return [(h, b, s) for (h, b), s in sorted(found.items(), key=lambda i: i[0][0] * i[0][1])]
+    return [
+        (h, b, s)
+        for (h, b), s in sorted(found.items(), key=lambda i: i[0][0] * i[0][1])
+    ]
 
 
 def add_cap_args(p, eventax: tuple[int, int], jaxsnn: tuple[int, int]):
@@ -37,8 +39,9 @@ def add_cap_args(p, eventax: tuple[int, int], jaxsnn: tuple[int, int]):
 
 
 def _capped(args, peer: str, w: C.Workload) -> bool:
-    return (w.hidden > getattr(args, f"{peer}_max_hidden")
-            or w.batch > getattr(args, f"{peer}_max_batch"))
+    return w.hidden > getattr(args, f"{peer}_max_hidden") or w.batch > getattr(
+        args, f"{peer}_max_batch"
+    )
 
 
 def sweep(args, dev, kind: str) -> dict:
@@ -61,9 +64,16 @@ def sweep(args, dev, kind: str) -> dict:
             if peer not in available or available[peer] is not None:
                 continue
             if _capped(args, peer, w):
-                rows.append({"engine": P.LABELS[peer], "library": peer, "hidden": hidden,
-                             "batch": batch, "sweeps": sweeps,
-                             "skipped": "above this script's size cap for " + peer})
+                rows.append(
+                    {
+                        "engine": P.LABELS[peer],
+                        "library": peer,
+                        "hidden": hidden,
+                        "batch": batch,
+                        "sweeps": sweeps,
+                        "skipped": "above this script's size cap for " + peer,
+                    }
+                )
                 continue
             make = P.jaxsnn_engine if peer == "jaxsnn" else P.eventax_engine
             engines.append(make(w, weights))
@@ -71,14 +81,23 @@ def sweep(args, dev, kind: str) -> dict:
         ref = None
         for engine in engines:
             if kind == "grad":
-                fn, args_ = engine.loss_grad, (engine.params, engine.inputs(x),
-                                               jnp.asarray(y))
+                fn, args_ = (
+                    engine.loss_grad,
+                    (engine.params, engine.inputs(x), jnp.asarray(y)),
+                )
             else:
                 fn, args_ = engine.forward, (engine.params, engine.inputs(x))
             stats, out = C.measure(fn, C.put(args_, dev), args.repeats)
-            row = {"engine": engine.name, "library": engine.library, "hidden": hidden,
-                   "batch": batch, "sweeps": sweeps, "batching": engine.batching, **stats,
-                   "samples_per_s": batch / stats["median_s"]}
+            row = {
+                "engine": engine.name,
+                "library": engine.library,
+                "hidden": hidden,
+                "batch": batch,
+                "sweeps": sweeps,
+                "batching": engine.batching,
+                **stats,
+                "samples_per_s": batch / stats["median_s"],
+            }
             if ref is None:
                 ref = (row, out)
             row["ratio_to_eventsnn"] = stats["median_s"] / ref[0]["median_s"]
@@ -87,16 +106,25 @@ def sweep(args, dev, kind: str) -> dict:
             else:
                 row["output_check"] = C.compare_times(ref[1], out)
             rows.append(row)
-            extra = (f"grad rel. diff {row['grad_rel_diff']:.1e}" if kind == "grad" else
-                     f"output max|dt| {row['output_check']['max_abs_diff_ms']:.1e} ms, "
-                     f"{row['output_check']['fire_mismatch']} fire mismatches")
+            extra = (
+                f"grad rel. diff {row['grad_rel_diff']:.1e}"
+                if kind == "grad"
+                else f"output max|dt| {row['output_check']['max_abs_diff_ms']:.1e} ms, "
+                f"{row['output_check']['fire_mismatch']} fire mismatches"
+            )
             if engine.batching != "vmap":
                 extra += f"  [{engine.batching}]"
-            print(f"  {engine.name:<32} compile {C.fmt_s(stats['compile_s']):>9}  "
-                  f"median {C.fmt_s(stats['median_s']):>9}  "
-                  f"{row['samples_per_s']:>10.0f} samples/s  {extra}", flush=True)
-    return {"rows": rows, "peers_skipped": skipped,
-            "sweep_seconds": time.perf_counter() - start}
+            print(
+                f"  {engine.name:<32} compile {C.fmt_s(stats['compile_s']):>9}  "
+                f"median {C.fmt_s(stats['median_s']):>9}  "
+                f"{row['samples_per_s']:>10.0f} samples/s  {extra}",
+                flush=True,
+            )
+    return {
+        "rows": rows,
+        "peers_skipped": skipped,
+        "sweep_seconds": time.perf_counter() - start,
+    }
 
 
 def summary(rows: list[dict], sweep_name: str, value: str) -> str:
@@ -108,14 +136,23 @@ def summary(rows: list[dict], sweep_name: str, value: str) -> str:
     for size in sizes:
         line = [size]
         for name in engines:
-            match = [r for r in rows if sweep_name in r["sweeps"] and r[key] == size
-                     and r["engine"] == name and "skipped" not in r]
+            match = [
+                r
+                for r in rows
+                if sweep_name in r["sweeps"]
+                and r[key] == size
+                and r["engine"] == name
+                and "skipped" not in r
+            ]
             if not match:
                 line.append("(capped)")
                 continue
             r = match[0]
-            shown = (C.fmt_s(r["median_s"]) if value == "time"
-                     else f"{r['samples_per_s']:.0f}/s")
+            shown = (
+                C.fmt_s(r["median_s"])
+                if value == "time"
+                else f"{r['samples_per_s']:.0f}/s"
+            )
             if r["library"] != "eventsnn":
                 shown += f" ({r['ratio_to_eventsnn']:.2f}x)"
             line.append(shown + f" [{C.fmt_s(r['compile_s'])}]")
@@ -129,16 +166,25 @@ def main(name: str, doc: str, kind: str, caps: dict, argv=None) -> dict:
     args = p.parse_args(argv)
     dev = C.device(args.device)
     start = time.perf_counter()
-    result = {"benchmark": name, "question": doc.splitlines()[0], "smoke": args.smoke,
-              "machine": C.machine_info(dev), "workload": C.Workload().describe(),
-              "caps": {k: getattr(args, k) for k in vars(args) if k.endswith(("hidden", "batch"))}}
+    result = {
+        "benchmark": name,
+        "question": doc.splitlines()[0],
+        "smoke": args.smoke,
+        "machine": C.machine_info(dev),
+        "workload": C.Workload().describe(),
+        "caps": {
+            k: getattr(args, k) for k in vars(args) if k.endswith(("hidden", "batch"))
+        },
+    }
     with jax.default_device(dev):
         result.update(sweep(args, dev, kind))
     result["seconds"] = time.perf_counter() - start
     value = "time" if kind == "grad" else "throughput"
     for sweep_name in ("hidden", "batch"):
-        print(f"\n{sweep_name} sweep ({'grad step' if kind == 'grad' else 'samples/s'}, "
-              "ratio to eventsnn, [compile]):")
+        print(
+            f"\n{sweep_name} sweep ({'grad step' if kind == 'grad' else 'samples/s'}, "
+            "ratio to eventsnn, [compile]):"
+        )
         print(summary(result["rows"], sweep_name, value))
     C.write_json(name, result, args.out)
     return result

@@ -57,10 +57,19 @@ def case(title, w, make_engines, n_grad, dev, grads_for=None) -> dict:
             out = jax.jit(e.loss_grad)(*args)
             ref = ref or out
             grads[e.name] = C.compare_grads(ref, out)
-            print(f"  gradient {e.name:<32} loss {float(out[0]):.6f}  grad rel. diff "
-                  f"{grads[e.name]['grad_rel_diff']:.1e}", flush=True)
-    return {"case": title, "workload": w.describe(), **check, "gradients": grads,
-            "gradient_samples": n_grad, "seconds": time.perf_counter() - start}
+            print(
+                f"  gradient {e.name:<32} loss {float(out[0]):.6f}  grad rel. diff "
+                f"{grads[e.name]['grad_rel_diff']:.1e}",
+                flush=True,
+            )
+    return {
+        "case": title,
+        "workload": w.describe(),
+        **check,
+        "gradients": grads,
+        "gradient_samples": n_grad,
+        "seconds": time.perf_counter() - start,
+    }
 
 
 def main(argv=None) -> dict:
@@ -77,33 +86,51 @@ def main(argv=None) -> dict:
 
 def _run(args, dev) -> dict:
     start = time.perf_counter()
-    base = C.Workload(hidden=8 if args.smoke else 120, batch=4 if args.smoke else 32,
-                      dtype="float64")
+    base = C.Workload(
+        hidden=8 if args.smoke else 120, batch=4 if args.smoke else 32, dtype="float64"
+    )
     n_grad = 2 if args.smoke else 8
-    status = P.available() if args.peers else {"eventax": "--no-peers",
-                                                "jaxsnn": "--no-peers"}
+    status = (
+        P.available()
+        if args.peers
+        else {"eventax": "--no-peers", "jaxsnn": "--no-peers"}
+    )
     for peer, reason in status.items():
         if reason is not None:
             print(f"note: {peer} skipped: {reason}")
     have = {peer for peer, reason in status.items() if reason is None}
 
     def lif_first(w, weights):
-        engines = [C.eventsnn_engine(w, weights),
-                   C.eventsnn_engine(w, weights, gradient="autodiff")]
+        engines = [
+            C.eventsnn_engine(w, weights),
+            C.eventsnn_engine(w, weights, gradient="autodiff"),
+        ]
         if "jaxsnn" in have:
-            engines += [P.jaxsnn_engine(w, weights),
-                        P.jaxsnn_engine(w, weights, solver="closed-form")]
+            engines += [
+                P.jaxsnn_engine(w, weights),
+                P.jaxsnn_engine(w, weights, solver="closed-form"),
+            ]
         if "eventax" in have:
-            engines += [P.eventax_engine(w, weights),
-                        P.eventax_engine(w, weights, solver_stepsize=1e-3, root_tol=1e-10,
-                                         name="eventax (Euler dt=0.001, tol 1e-10)")]
+            engines += [
+                P.eventax_engine(w, weights),
+                P.eventax_engine(
+                    w,
+                    weights,
+                    solver_stepsize=1e-3,
+                    root_tol=1e-10,
+                    name="eventax (Euler dt=0.001, tol 1e-10)",
+                ),
+            ]
         return engines
 
     def lif_multi(w, weights):
         engines = [C.eventsnn_engine(w, weights, max_spikes=C.MULTI_SPIKES)]
         if "eventax" in have:
-            engines.append(P.eventax_engine(w, weights, one_spike=False,
-                                            name="eventax (Euler dt=0.01, reset 0)"))
+            engines.append(
+                P.eventax_engine(
+                    w, weights, one_spike=False, name="eventax (Euler dt=0.01, reset 0)"
+                )
+            )
         return engines
 
     def eif_first(w, weights):
@@ -112,24 +139,50 @@ def _run(args, dev) -> dict:
             engine = C.eventsnn_engine(w, weights, batching="map")
         engines = [engine]
         if "eventax" in have:
-            engines += [P.eventax_engine(w, weights),
-                        P.eventax_engine(w, weights, solver_stepsize=1e-3,
-                                         name="eventax (Euler dt=0.001)")]
+            engines += [
+                P.eventax_engine(w, weights),
+                P.eventax_engine(
+                    w, weights, solver_stepsize=1e-3, name="eventax (Euler dt=0.001)"
+                ),
+            ]
         return engines
 
     cases = []
     with jax.default_device(dev):
-        cases.append(case("LIF, one spike per neuron", base, lif_first, n_grad, dev,
-                          grads_for=None))
-        cases.append(case("LIF, several spikes per neuron (reset 0)", base, lif_multi,
-                          0, dev))
+        cases.append(
+            case(
+                "LIF, one spike per neuron",
+                base,
+                lif_first,
+                n_grad,
+                dev,
+                grads_for=None,
+            )
+        )
+        cases.append(
+            case("LIF, several spikes per neuron (reset 0)", base, lif_multi, 0, dev)
+        )
         if not args.smoke:
             eif = dataclasses.replace(base, neuron="eif")
-            cases.append(case("EIF, one spike per neuron", eif, eif_first, n_grad, dev,
-                              grads_for=None))
-    result = {"benchmark": NAME, "question": __doc__.splitlines()[0], "smoke": args.smoke,
-              "machine": C.machine_info(dev), "peers": status, "cases": cases,
-              "seconds": time.perf_counter() - start}
+            cases.append(
+                case(
+                    "EIF, one spike per neuron",
+                    eif,
+                    eif_first,
+                    n_grad,
+                    dev,
+                    grads_for=None,
+                )
+            )
+    result = {
+        "benchmark": NAME,
+        "question": __doc__.splitlines()[0],
+        "smoke": args.smoke,
+        "machine": C.machine_info(dev),
+        "peers": status,
+        "cases": cases,
+        "seconds": time.perf_counter() - start,
+    }
     print("\n" + summary(cases))
     C.write_json(NAME, result, args.out)
     return result
@@ -140,14 +193,31 @@ def summary(cases) -> str:
     for c in cases:
         for name, v in c["versus"].items():
             g = c["gradients"].get(name)
-            body.append([c["case"], c["reference"], name, f"{v['hidden']['max_abs_diff_ms']:.1e}",
-                         f"{v['hidden']['fire_mismatch']}/{v['hidden']['neurons']}",
-                         f"{v['output']['max_abs_diff_ms']:.1e}",
-                         f"{v['output']['fire_mismatch']}/{v['output']['neurons']}",
-                         "-" if g is None else f"{g['grad_rel_diff']:.1e}"])
-    return C.table(["case", "reference", "engine", "hidden max|dt| ms",
-                    "hidden fire mismatch", "output max|dt| ms", "output fire mismatch",
-                    "grad rel. diff"], body)
+            body.append(
+                [
+                    c["case"],
+                    c["reference"],
+                    name,
+                    f"{v['hidden']['max_abs_diff_ms']:.1e}",
+                    f"{v['hidden']['fire_mismatch']}/{v['hidden']['neurons']}",
+                    f"{v['output']['max_abs_diff_ms']:.1e}",
+                    f"{v['output']['fire_mismatch']}/{v['output']['neurons']}",
+                    "-" if g is None else f"{g['grad_rel_diff']:.1e}",
+                ]
+            )
+    return C.table(
+        [
+            "case",
+            "reference",
+            "engine",
+            "hidden max|dt| ms",
+            "hidden fire mismatch",
+            "output max|dt| ms",
+            "output fire mismatch",
+            "grad rel. diff",
+        ],
+        body,
+    )
 
 
 if __name__ == "__main__":

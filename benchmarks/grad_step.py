@@ -69,12 +69,23 @@ def run(w: C.Workload, args, smoke: bool, dev) -> tuple[list[dict], dict, dict]:
         inputs = C.put((engine.params, engine.inputs(x), jnp.asarray(y)), dev)
         stats, out = C.measure(engine.loss_grad, inputs, args.repeats)
         outputs[engine.name] = out
-        rows.append({"engine": engine.name, "library": engine.library,
-                     "neuron": w.neuron, "hidden": w.hidden, "batch": w.batch,
-                     "batching": engine.batching,
-                     "loss": float(out[0]), **stats})
-        print(f"  {engine.name:<40} compile {C.fmt_s(stats['compile_s']):>9}  "
-              f"step {C.fmt_s(stats['median_s']):>9}", flush=True)
+        rows.append(
+            {
+                "engine": engine.name,
+                "library": engine.library,
+                "neuron": w.neuron,
+                "hidden": w.hidden,
+                "batch": w.batch,
+                "batching": engine.batching,
+                "loss": float(out[0]),
+                **stats,
+            }
+        )
+        print(
+            f"  {engine.name:<40} compile {C.fmt_s(stats['compile_s']):>9}  "
+            f"step {C.fmt_s(stats['median_s']):>9}",
+            flush=True,
+        )
     ref = next(r for r in rows if r["engine"] == ref_name)
     for row in rows:
         row["ratio_to_eventsnn"] = row["median_s"] / ref["median_s"]
@@ -93,19 +104,30 @@ def main(argv=None) -> dict:
     if args.smoke:
         configs = [C.Workload(hidden=8, batch=2)]
     else:
-        configs = [C.Workload(hidden=120, batch=b, neuron=n)
-                   for n in ("lif", "eif") for b in (32, 256)]
+        configs = [
+            C.Workload(hidden=120, batch=b, neuron=n)
+            for n in ("lif", "eif")
+            for b in (32, 256)
+        ]
     start = time.perf_counter()
-    result = {"benchmark": NAME, "question": __doc__.splitlines()[0],
-              "smoke": args.smoke, "machine": C.machine_info(dev),
-              "workload": C.Workload().describe(), "rows": [], "cross_checks": [],
-              "notes": []}
+    result = {
+        "benchmark": NAME,
+        "question": __doc__.splitlines()[0],
+        "smoke": args.smoke,
+        "machine": C.machine_info(dev),
+        "workload": C.Workload().describe(),
+        "rows": [],
+        "cross_checks": [],
+        "notes": [],
+    }
     with jax.default_device(dev):
         for w in configs:
             print(f"\n{w.neuron.upper()} 5-{w.hidden}-3, batch {w.batch}, {dev}:")
             rows, check, notes = run(w, args, args.smoke, dev)
             result["rows"] += rows
-            result["cross_checks"].append({"neuron": w.neuron, "batch": w.batch, **check})
+            result["cross_checks"].append(
+                {"neuron": w.neuron, "batch": w.batch, **check}
+            )
             result["notes"].append({"neuron": w.neuron, "batch": w.batch, **notes})
     result["seconds"] = time.perf_counter() - start
     print("\n" + summary(result["rows"]))
@@ -114,11 +136,30 @@ def main(argv=None) -> dict:
 
 
 def summary(rows: list[dict]) -> str:
-    body = [[r["neuron"].upper(), r["batch"], r["engine"], C.fmt_s(r["median_s"]),
-             f"{r['ratio_to_eventsnn']:.2f}x", C.fmt_s(r["compile_s"]),
-             f"{r['grad_rel_diff']:.1e}"] for r in rows]
-    return C.table(["model", "batch", "engine", "grad step", "vs eventsnn", "compile",
-                    "grad rel. diff"], body)
+    body = [
+        [
+            r["neuron"].upper(),
+            r["batch"],
+            r["engine"],
+            C.fmt_s(r["median_s"]),
+            f"{r['ratio_to_eventsnn']:.2f}x",
+            C.fmt_s(r["compile_s"]),
+            f"{r['grad_rel_diff']:.1e}",
+        ]
+        for r in rows
+    ]
+    return C.table(
+        [
+            "model",
+            "batch",
+            "engine",
+            "grad step",
+            "vs eventsnn",
+            "compile",
+            "grad rel. diff",
+        ],
+        body,
+    )
 
 
 if __name__ == "__main__":

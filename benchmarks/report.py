@@ -32,17 +32,38 @@ def machine_line(result) -> str:
     peers = ", ".join(f"{p} {v[p]}" for p in ("eventax", "jaxsnn") if v.get(p))
     load = m.get("load_average")
     load = f"; load average at start {load[0]:.1f}" if load else ""
-    return (f"*{m['date']}, {m['cpu']} ({m['cpu_count']} cores), {m['device']}; "
-            f"eventsnn {v['eventsnn']} ({m.get('eventsnn_commit')}), jax {v['jax']}, "
-            f"{peers or 'no peers'}{load}; total {result.get('seconds', 0) / 60:.1f} min.*")
+    return (
+        f"*{m['date']}, {m['cpu']} ({m['cpu_count']} cores), {m['device']}; "
+        f"eventsnn {v['eventsnn']} ({m.get('eventsnn_commit')}), jax {v['jax']}, "
+        f"{peers or 'no peers'}{load}; total {result.get('seconds', 0) / 60:.1f} min.*"
+    )
 
 
 def grad_step(result) -> str:
-    rows = [[r["neuron"].upper(), r["batch"], r["engine"], fmt_s(r["median_s"]),
-             f"{r['ratio_to_eventsnn']:.2f}×", fmt_s(r["compile_s"]),
-             f"{r['grad_rel_diff']:.1e}"] for r in result["rows"]]
-    return md(["model", "batch", "engine", "grad step (median)", "time / eventsnn",
-               "compile", "grad rel. diff"], rows)
+    rows = [
+        [
+            r["neuron"].upper(),
+            r["batch"],
+            r["engine"],
+            fmt_s(r["median_s"]),
+            f"{r['ratio_to_eventsnn']:.2f}×",
+            fmt_s(r["compile_s"]),
+            f"{r['grad_rel_diff']:.1e}",
+        ]
+        for r in result["rows"]
+    ]
+    return md(
+        [
+            "model",
+            "batch",
+            "engine",
+            "grad step (median)",
+            "time / eventsnn",
+            "compile",
+            "grad rel. diff",
+        ],
+        rows,
+    )
 
 
 def sweep(result, name: str, value: str) -> str:
@@ -58,7 +79,11 @@ def sweep(result, name: str, value: str) -> str:
                 line.append("(not run: size cap)")
                 continue
             r = match[0]
-            cell = fmt_s(r["median_s"]) if value == "time" else f"{r['samples_per_s']:,.0f}/s"
+            cell = (
+                fmt_s(r["median_s"])
+                if value == "time"
+                else f"{r['samples_per_s']:,.0f}/s"
+            )
             if r["library"] != "eventsnn":
                 cell += f" ({r['ratio_to_eventsnn']:.2f}×)"
             line.append(cell + f" [{fmt_s(r['compile_s'])}]")
@@ -71,13 +96,29 @@ def crosscheck(result) -> str:
     for c in result["cases"]:
         for engine, v in c["versus"].items():
             g = c["gradients"].get(engine)
-            body.append([c["case"], engine, f"{v['hidden']['max_abs_diff_ms']:.1e}",
-                         f"{v['hidden']['fire_mismatch']}/{v['hidden']['neurons']}",
-                         f"{v['output']['max_abs_diff_ms']:.1e}",
-                         f"{v['output']['fire_mismatch']}/{v['output']['neurons']}",
-                         "–" if g is None else f"{g['grad_rel_diff']:.1e}"])
-    return md(["case", "engine (vs eventsnn)", "hidden max |Δt| (ms)", "hidden fire mismatch",
-               "output max |Δt| (ms)", "output fire mismatch", "grad rel. diff"], body)
+            body.append(
+                [
+                    c["case"],
+                    engine,
+                    f"{v['hidden']['max_abs_diff_ms']:.1e}",
+                    f"{v['hidden']['fire_mismatch']}/{v['hidden']['neurons']}",
+                    f"{v['output']['max_abs_diff_ms']:.1e}",
+                    f"{v['output']['fire_mismatch']}/{v['output']['neurons']}",
+                    "–" if g is None else f"{g['grad_rel_diff']:.1e}",
+                ]
+            )
+    return md(
+        [
+            "case",
+            "engine (vs eventsnn)",
+            "hidden max |Δt| (ms)",
+            "hidden fire mismatch",
+            "output max |Δt| (ms)",
+            "output fire mismatch",
+            "grad rel. diff",
+        ],
+        body,
+    )
 
 
 def main(argv=None) -> str:
@@ -90,20 +131,40 @@ def main(argv=None) -> str:
         return json.loads(path.read_text()) if path.exists() else None
 
     if r := load("grad_step"):
-        parts += ["### Gradient step (`grad_step.py`)", machine_line(r), "", grad_step(r)]
+        parts += [
+            "### Gradient step (`grad_step.py`)",
+            machine_line(r),
+            "",
+            grad_step(r),
+        ]
     if r := load("scaling"):
         for name in ("hidden", "batch"):
-            parts += ["", f"### Gradient step vs {name} size (`scaling.py`): median "
-                      "[compile], peers as time / eventsnn", machine_line(r), "",
-                      sweep(r, name, "time")]
+            parts += [
+                "",
+                f"### Gradient step vs {name} size (`scaling.py`): median "
+                "[compile], peers as time / eventsnn",
+                machine_line(r),
+                "",
+                sweep(r, name, "time"),
+            ]
     if r := load("forward"):
         for name in ("hidden", "batch"):
-            parts += ["", f"### Forward throughput vs {name} size (`forward.py`): "
-                      "samples/s [compile], peers as time / eventsnn", machine_line(r), "",
-                      sweep(r, name, "throughput")]
+            parts += [
+                "",
+                f"### Forward throughput vs {name} size (`forward.py`): "
+                "samples/s [compile], peers as time / eventsnn",
+                machine_line(r),
+                "",
+                sweep(r, name, "throughput"),
+            ]
     if r := load("crosscheck"):
-        parts += ["", "### Agreement in float64 (`crosscheck.py`)", machine_line(r), "",
-                  crosscheck(r)]
+        parts += [
+            "",
+            "### Agreement in float64 (`crosscheck.py`)",
+            machine_line(r),
+            "",
+            crosscheck(r),
+        ]
     text = "\n".join(parts)
     print(text)
     return text

@@ -5,7 +5,7 @@
 #   bash benchmarks/run_all.sh --device gpu # GPU (needs a CUDA jaxlib in the venv)
 #
 # Builds benchmarks/.venv-peers (eventsnn editable + eventax + jaxsnn) if it is missing,
-# runs each script (about 10-15 min each on a 2-core CPU), keeps a log per script next
+# runs each script (5-18 min each on a 2-core CPU), keeps a log per script next
 # to its JSON, and prints the Markdown tables of benchmarks/README.md (report.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."

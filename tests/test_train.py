@@ -85,13 +85,31 @@ def test_checkpoint_resume_continues_the_run(data, tmp_path):
     assert rows[0].startswith("epoch,train_loss") and len(rows) == 4
 
 
+TRAIN_ALL = textwrap.dedent("""
+    import jax, numpy as np, optax
+    jax.config.update("jax_enable_x64", True)
+    import eventsnn as es
+    train = es.datasets.yin_yang("train", size=64)
+    net = es.FeedForward(5, [20, 3], es.LIF(), jax.random.key(0), t_max=30.0,
+                         init_mean=2.0, init_std=0.5)
+    result = es.train.fit(net, es.train.first_spike_loss(tau=2.5), optax.lamb(2e-2),
+                          train, epochs=1, batch_size=32, progress=False, train="all")
+    moved = not np.allclose(result.net.neurons[0].tau_mem, net.neurons[0].tau_mem)
+    print("MOVED", moved)
+""")
+
+
 def test_train_all_parameters_and_bad_input(data):
+    # train="all" compiles one more large gradient program (neuron parameters too);
+    # it runs in its own process: after many large compilations in one process XLA's
+    # compiler has aborted in CI (see the README's known limits).
+    proc = subprocess.run([sys.executable, "-c", TRAIN_ALL], capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "MOVED True" in proc.stdout
     train, _ = data
     loss = LOSS
     net = small_net()
-    result = es.train.fit(net, loss, OPT, train.subset(64), epochs=1,
-                          batch_size=BATCH, progress=False, train="all")
-    assert not np.allclose(result.net.neurons[0].tau_mem, net.neurons[0].tau_mem)
     with pytest.raises(ValueError, match="input channels"):
         es.train.fit(es.FeedForward(4, [3], es.LIF(), jax.random.key(0), t_max=30.0),
                      loss, optax.adam(1e-2), train, progress=False)
@@ -161,14 +179,18 @@ def test_data_parallel_over_four_devices_matches_one():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
 
 
-def test_cli_train_smoke(tmp_path, capsys):
-    from eventsnn.cli import main
-
-    code = main(["train", "yin-yang", "--hidden", "10", "--epochs", "1",
-                 "--train-size", "64", "--batch-size", "32", "--no-progress",
-                 "--out", str(tmp_path), "--dtype", "float64"])
-    assert code == 0
-    text = capsys.readouterr().out
+def test_cli_train_smoke(tmp_path):
+    # The real command, in its own process (also keeps one more large compilation out
+    # of the test process).
+    proc = subprocess.run(
+        [sys.executable, "-m", "eventsnn", "train", "yin-yang", "--hidden", "10",
+         "--epochs", "1", "--train-size", "64", "--batch-size", "32", "--no-progress",
+         "--out", str(tmp_path), "--dtype", "float64"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    text = proc.stdout
+    assert "epoch 1: train loss" in text
     accuracy = float(text.strip().splitlines()[-1].split("test accuracy:")[1])
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["test_accuracy"] == pytest.approx(accuracy, abs=1e-3)
