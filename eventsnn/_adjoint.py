@@ -51,7 +51,13 @@ from ._layer import (
     _record,
     run_layer,
 )
-from ._solve import condition_rate, event_function_and_rate, implicit_time
+from ._solve import (
+    condition_rate,
+    event_function_and_rate,
+    implicit_time,
+    layer_dynamics,
+    moving_mask,
+)
 from ._spikes import LayerSpikes
 
 
@@ -127,7 +133,7 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         ok = (ptr < inputs.times.shape[0]) & finite[jnp.minimum(ptr, finite.shape[0] - 1)]
         return jnp.where(ok, inputs.time(ptr), t_max)
 
-    def shift(t_rec, y_at, target, left_limit=None):
+    def shift(t_rec, y_at, target, moving, left_limit=None):
         """y at ``target`` from y at the (value-equal) ``t_rec``: first order in the
         zero-valued difference, so the value is ``y_at`` and the derivative exact.
 
@@ -135,11 +141,13 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         vector field must be the one *before* the kink; it is evaluated a small step
         h back along the flow, which selects the pre-kink branch (the derivative is
         then exact up to O(h), h = 16√eps · max(1, t): larger than the rounding
-        allowance with which models decide which side of a kink they are on)."""
-        f = neuron.dynamics(t_rec, y_at, current(t_rec))
+        allowance with which models decide which side of a kink they are on).
+        Neurons that are not ``moving`` (fired, in first-spike mode) stay put."""
+        mask = moving_mask(moving, y_at)
+        f = layer_dynamics(neuron, current, t_rec, y_at, mask)
         if left_limit is not None:
             h = 16 * jnp.sqrt(jnp.finfo(y_at.dtype).eps) * jnp.maximum(1.0, jnp.abs(t_rec))
-            f_left = neuron.dynamics(t_rec - h, y_at - h * f, current(t_rec - h))
+            f_left = layer_dynamics(neuron, current, t_rec - h, y_at - h * f, mask)
             f = jnp.where(left_limit, f_left, f)
         delta = target - jax.lax.stop_gradient(target)
         return y_at + f * jnp.reshape(delta, delta.shape + (1,) * (f.ndim - delta.ndim))
@@ -153,13 +161,14 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         kind = jnp.where(valid, rec.kind, IDLE)
         moves = (kind == SPIKE_CROSSING) | (kind == TO_END)
         t_rec = jax.lax.stop_gradient(jnp.where(moves, rec.t_new, t))
-        y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, adjoint)
+        active = _active(counts, max_spikes)
+        y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, adjoint, active)
         g = neuron.spike_condition(t_rec, y_at, current(t_rec))
         crossing = implicit_time(t_rec, g, condition_rate(neuron, current, t_rec, y_at))
         t_end = jnp.minimum(time_of(rec.end_ptr), t_max)
         target = jnp.where(kind == SPIKE_CROSSING, crossing,
                            jnp.where(kind == TO_END, t_end, t))
-        y_new = jnp.where(moves[:, None], shift(t_rec, y_at, target), y)
+        y_new = jnp.where(moves[:, None], shift(t_rec, y_at, target, active), y)
         t_new = jnp.where(moves, target, t)
         spiked = (kind == SPIKE_NOW) | (kind == SPIKE_CROSSING)
         times, counts = _record(counts, times, spiked, t_new, max_spikes)
@@ -175,10 +184,10 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         deliver = valid & rec.deliver
         moves = valid & ~now
         t_rec = jax.lax.stop_gradient(jnp.where(moves, rec.t_new[0], t))
-        y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, adjoint)
+        active = _active(counts, max_spikes)
+        y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, adjoint, active)
         # A segment ends at a spike crossing (implicit function theorem on the lead
         # neuron's condition), an input time, a kink of the dynamics, or t_max.
-        active = _active(counts, max_spikes)
         e, rate = event_function_and_rate(neuron, current, t_rec, y_at, active)
         target = jnp.where(deliver, time_of(rec.ptr), t_rec)
         target = jnp.where(rec.hit, implicit_time(t_rec, e[rec.lead], rate[rec.lead]),
@@ -188,7 +197,7 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
             kink = jnp.where(rec.brk, kinks[rec.lead], t_rec)
             target = jnp.where(rec.brk, jnp.where(jnp.isfinite(kink), kink, t_rec), target)
         target = jnp.where(moves, target, t)
-        y_new = jnp.where(moves, shift(t_rec, y_at, target, valid & rec.brk), y)
+        y_new = jnp.where(moves, shift(t_rec, y_at, target, active, valid & rec.brk), y)
         times, counts = _record(counts, times, spiked, target, max_spikes)
         y_new = neuron.reset(y_new, spiked)
         y_new = jnp.where(

@@ -257,7 +257,8 @@ def _fill(traj, ts, values, t_from, t_to, closed):
 
 
 def _active(counts, max_spikes):
-    """Neurons that may still fire (in first-spike mode a neuron fires once)."""
+    """Neurons that may still fire, and evolve: in first-spike mode a neuron fires
+    once and is then switched off (its state held at its post-reset value)."""
     if max_spikes == 1:
         return counts < 1
     return jnp.ones(counts.shape, bool)
@@ -299,7 +300,7 @@ def _population_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
         done = done | jnp.all(counts >= 1)
     traj = c.traj
     if ts is not None:
-        values = segments.evaluate(neuron, current, ctx, c.t, t_new, c.y, ts)
+        values = segments.evaluate(neuron, current, ctx, c.t, t_new, c.y, ts, active)
         traj = _fill(traj, ts, values, c.t, t_new, is_end)
     log = None
     if c.log is not None:
@@ -351,7 +352,7 @@ def _own_clock_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
         done = done | jnp.all(counts >= 1)
     traj = c.traj
     if ts is not None:
-        values = segments.evaluate(neuron, current, ctx, c.t, t_new, y, ts)
+        values = segments.evaluate(neuron, current, ctx, c.t, t_new, y, ts, active)
         traj = _fill(traj, ts, values, c.t, t_new, t_new >= t_max)
     log = None
     if c.log is not None:

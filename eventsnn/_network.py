@@ -41,7 +41,9 @@ class FeedForward(eqx.Module):
       ``max_spikes`` spikes per neuron. Exceeding it is reported, never silent.
     - `max_spikes`: spike times kept per neuron. ``1`` (default) is first-spike mode:
       a neuron that has fired is done, which is what spike-time losses need and the
-      fastest mode.
+      fastest mode. A neuron that has fired is switched off: its state stays at the
+      post-reset value (`state_at_t` shows it flat), so models whose membrane runs
+      away without a reset (EIF, QIF) cannot overflow after their one spike.
     - `solver`: ``None`` (automatic: exact flow map for linear models with ≤ 2 state
       variables, else ``diffrax.Tsit5()`` at tight tolerances), ``es.ExactLinear()``,
       any diffrax solver, or a configured segment solver

@@ -15,12 +15,12 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-import optimistix as optx
 
 from ._current import AbstractCurrent
 from ._custom_types import Array, Bool, Float, State
 from ._exact import AffineFlow, first_crossing, rowdot
 from ._neuron import AbstractNeuron
+from ._root import SignChangeBisection
 
 
 class Segment(NamedTuple):
@@ -60,18 +60,26 @@ class AbstractSegmentSolver(eqx.Module):
     @abc.abstractmethod
     def advance(self, neuron, current, ctx, t0, t1, y0: State, active) -> Segment:
         """Integrate from ``t0`` towards ``t1``; stop at the first upward crossing of
-        the spike condition by an ``active`` neuron."""
+        the spike condition by an ``active`` neuron. Neurons that are not ``active``
+        keep their state (see `moving` below)."""
 
     @abc.abstractmethod
-    def state_at(self, neuron, current, ctx, t0, t1, y0: State, adjoint=None) -> State:
+    def state_at(self, neuron, current, ctx, t0, t1, y0: State, adjoint=None,
+                 moving=None) -> State:
         """The state at ``t1`` from ``y0`` at ``t0`` with no event in between;
         differentiable in all arguments (used to replay recorded events for
-        gradients). ``adjoint`` selects how diffrax differentiates the solve."""
+        gradients). ``adjoint`` selects how diffrax differentiates the solve.
+
+        ``moving`` (one bool per neuron, default all): the neurons that evolve; the
+        others keep their state. In first-spike mode a neuron that has fired is
+        switched off this way, so that a model whose membrane runs away without a
+        reset (EIF, QIF) cannot overflow after its one spike."""
 
     @abc.abstractmethod
-    def evaluate(self, neuron, current, ctx, t0, t1, y0: State, ts) -> Float[Array, "T n s"]:
+    def evaluate(self, neuron, current, ctx, t0, t1, y0: State, ts,
+                 moving=None) -> Float[Array, "T n s"]:
         """The state at each of ``ts`` (clipped into ``[t0, t1]``), with no event
-        between ``t0`` and ``t1``."""
+        between ``t0`` and ``t1``; ``moving`` as in `state_at`."""
 
 
 class ExactSegments(AbstractSegmentSolver):
@@ -136,17 +144,17 @@ class ExactSegments(AbstractSegmentSolver):
         residual = rowdot(c, y_hit) + g0
         rate = rowdot(c, flow.velocity(y_hit))
         tau_end = jnp.where(hit, implicit_time(tau_safe, residual, rate), length)
-        y = flow(tau_end, y0)
+        y = hold(flow(tau_end, y0), y0, active)
         failed = ~jnp.all(flow.real) | ~jnp.all(jnp.isfinite(y))
         return Segment(t0 + tau_end, y, hit, hit, failed)
 
-    def state_at(self, neuron, current, ctx, t0, t1, y0, adjoint=None):
-        return ctx[0](t1 - t0, y0)
+    def state_at(self, neuron, current, ctx, t0, t1, y0, adjoint=None, moving=None):
+        return hold(ctx[0](t1 - t0, y0), y0, moving)
 
-    def evaluate(self, neuron, current, ctx, t0, t1, y0, ts):
+    def evaluate(self, neuron, current, ctx, t0, t1, y0, ts, moving=None):
         flow = ctx[0]
         tau = jnp.clip(ts[:, None], t0, t1) - t0  # (T, n): each neuron's own clock
-        return jax.vmap(lambda s: flow(s, y0))(tau)
+        return jax.vmap(lambda s: hold(flow(s, y0), y0, moving))(tau)
 
 
 class DiffraxSegments(AbstractSegmentSolver):
@@ -188,8 +196,11 @@ class DiffraxSegments(AbstractSegmentSolver):
     @staticmethod
     def _term():
         # The model and current travel as diffrax `args` (not closed over), so that
-        # BacksolveAdjoint can differentiate with respect to their parameters.
-        return diffrax.ODETerm(lambda t, y, args: args[0].dynamics(t, y, args[1](t)))
+        # BacksolveAdjoint can differentiate with respect to their parameters; the
+        # third entry is the 0/1 `moving` mask, one per neuron.
+        return diffrax.ODETerm(
+            lambda t, y, args: layer_dynamics(args[0], args[1], t, y, args[2])
+        )
 
     def advance(self, neuron, current, ctx, t0, t1, y0, active):
         dtype = y0.dtype
@@ -205,55 +216,77 @@ class DiffraxSegments(AbstractSegmentSolver):
 
         # Bisection inside the step where the sign changed: always converges, even
         # when the condition turns back down within that step (Newton started from
-        # the step end then walks away from the crossing). The condition rises
-        # through the root (direction=True), so `flip=False`; not "detect", whose
-        # bracket check fails under vmap on samples that had no event at all.
-        # The tolerance cannot be finer than the spacing of representable times
-        # near t1 (float32 at t = 300 ms: 3e-5 ms).
+        # the step end then walks away from the crossing). `SignChangeBisection`, not
+        # `optx.Bisection`: under vmap the latter reports a failure for every batch
+        # element that had no event (see `_root.py`). The tolerance cannot be finer
+        # than the spacing of representable times near t1 (float32 at t = 300 ms:
+        # 3e-5 ms).
         atol = root_tol + 8 * jnp.finfo(dtype).eps * jnp.maximum(jnp.abs(t1), 1.0)
         event = diffrax.Event(
-            cond_fn, root_finder=optx.Bisection(rtol=root_tol, atol=atol, flip=False),
+            cond_fn, root_finder=SignChangeBisection(rtol=root_tol, atol=atol),
             direction=True,
         )
         sol = diffrax.diffeqsolve(
-            self._term(), self.solver, t0, t1, None, y0, (neuron, current),
+            self._term(), self.solver, t0, t1, None, y0,
+            (neuron, current, moving_mask(active, y0)),
             stepsize_controller=self._controller(current, dtype),
             event=event, max_steps=self.max_steps, throw=False,
         )
-        t_end, y = sol.ts[-1], sol.ys[-1]
         hit = sol.result == diffrax.RESULTS.event_occurred
+        t_end = jnp.where(hit, sol.ts[-1], t1)
+        y = sol.ys[-1]
         ok = hit | (sol.result == diffrax.RESULTS.successful)
         g = event_function(neuron, current, t_end, y, active)
         spiked = active & hit & ((g >= jnp.max(g)) | (g >= 0))
         failed = ~ok | ~jnp.all(jnp.isfinite(y))
         return Segment(t_end, y, hit, spiked, failed)
 
-    def state_at(self, neuron, current, ctx, t0, t1, y0, adjoint=None):
+    def state_at(self, neuron, current, ctx, t0, t1, y0, adjoint=None, moving=None):
         # Differentiate with respect to t0 and t1 by the exact first-order identities
         # ∂y(t1)/∂t0 = -(∂y(t1)/∂y0) f(t0, y0) and ∂y(t1)/∂t1 = f(t1, y(t1)), so the
         # solve itself only sees constant times (BacksolveAdjoint requires that).
         s0, s1 = jax.lax.stop_gradient((t0, t1))
-        f0 = neuron.dynamics(s0, y0, current(s0))
-        y0 = y0 - f0 * (t0 - s0)
+        mask = moving_mask(moving, y0)
+        y0 = y0 - layer_dynamics(neuron, current, s0, y0, mask) * (t0 - s0)
         sol = diffrax.diffeqsolve(
-            self._term(), self.solver, s0, s1, None, y0, (neuron, current),
+            self._term(), self.solver, s0, s1, None, y0, (neuron, current, mask),
             stepsize_controller=self._controller(current, y0.dtype),
             max_steps=self.max_steps, throw=False,
             adjoint=adjoint or diffrax.RecursiveCheckpointAdjoint(),
         )
         y1 = sol.ys[-1]
-        return y1 + neuron.dynamics(s1, y1, current(s1)) * (t1 - s1)
+        return y1 + layer_dynamics(neuron, current, s1, y1, mask) * (t1 - s1)
 
-    def evaluate(self, neuron, current, ctx, t0, t1, y0, ts):
+    def evaluate(self, neuron, current, ctx, t0, t1, y0, ts, moving=None):
         order = jnp.argsort(ts)
         clipped = jnp.clip(ts[order], t0, t1)
         sol = diffrax.diffeqsolve(
-            self._term(), self.solver, t0, t1, None, y0, (neuron, current),
+            self._term(), self.solver, t0, t1, None, y0,
+            (neuron, current, moving_mask(moving, y0)),
             saveat=diffrax.SaveAt(ts=clipped),
             stepsize_controller=self._controller(current, y0.dtype),
             max_steps=self.max_steps, throw=False,
         )
         return jnp.zeros_like(sol.ys).at[order].set(sol.ys)
+
+
+def moving_mask(moving, y) -> Float[Array, " n"]:
+    """``moving`` (bool per neuron, or ``None`` for all) as a 0/1 float mask."""
+    if moving is None:
+        return jnp.ones(y.shape[:1], y.dtype)
+    return jax.lax.stop_gradient(moving.astype(y.dtype))
+
+
+def layer_dynamics(neuron, current, t, y, mask) -> State:
+    """The model's vector field with the neurons outside ``mask`` (0/1) held still."""
+    return neuron.dynamics(t, y, current(t)) * mask[:, None]
+
+
+def hold(y, y0, moving):
+    """``y`` for the ``moving`` neurons, ``y0`` (unchanged) for the others."""
+    if moving is None:
+        return y
+    return jnp.where(moving[:, None], y, y0)
 
 
 _FLOOR = -1e6  # event-function value of neurons that cannot fire any more

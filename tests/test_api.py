@@ -291,3 +291,42 @@ def test_large_vmapped_batch_matches_chunks():
     np.testing.assert_array_equal(np.isfinite(whole), np.isfinite(chunks))
     finite = np.isfinite(whole)
     np.testing.assert_allclose(whole[finite], chunks[finite], rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("make, x64", [(es.QIF, True), (es.EIF, False)],
+                         ids=["QIF-float64", "EIF-float32"])
+def test_vmapped_adaptive_layer_matches_single_samples(make, x64):
+    # Regressions: under vmap, optx.Bisection (diffrax's event root find) reported a
+    # failure for the samples without a crossing in their last step, so a batch ended
+    # `solver_failed` (seen in float64); and in float32 an EIF neuron that had fired
+    # kept integrating its runaway upstroke. One sample here is silent.
+    with jax.enable_x64(x64):
+        net = es.FeedForward(5, [10, 3], [make(), es.LIF()], jax.random.key(1),
+                             t_max=30.0, init_mean=2.0, init_std=0.5)
+        x = jax.random.uniform(jax.random.key(2), (5, 5, 1), maxval=10.0)
+        x = x.at[3].set(jnp.inf)
+        batch = es.check(jax.jit(jax.vmap(net))(x))
+        run = jax.jit(lambda xb: net(xb))
+        for b in range(x.shape[0]):
+            single = es.check(run(x[b]))
+            for layer_b, layer_1 in zip(batch.layers, single.layers):
+                np.testing.assert_allclose(np.asarray(layer_b.times[b]),
+                                           np.asarray(layer_1.times), rtol=1e-5)
+    hidden = batch.layers[0].counts
+    assert int((hidden[3] > 0).sum()) == 0
+    assert int((hidden > 0).sum()) >= 20
+
+
+def test_first_spike_mode_holds_a_fired_neuron():
+    # EIF runs away after threshold unless reset; in first-spike mode a fired neuron
+    # is switched off at its post-reset state, on the adaptive path as on the exact.
+    x = jnp.array([[1.0], [2.0]])
+    for neuron in (es.EIF(), es.LIF()):
+        net = es.FeedForward(2, [1], neuron, jax.random.key(0), t_max=40.0)
+        net = eqx.tree_at(lambda m: m.weights[0], net, jnp.full((2, 1), 40.0))
+        t_spike = float(es.check(net(x)).first[0])
+        assert 1.0 <= t_spike < 10.0
+        ts = jnp.linspace(t_spike, 40.0, 9)
+        v = np.asarray(net.state_at_t(x, ts)[0, :, 0])
+        np.testing.assert_allclose(v, v[0], rtol=0, atol=1e-12)
+        assert np.isfinite(v).all()
