@@ -69,6 +69,16 @@ class AffineFlow(eqx.Module):
     Built once per segment sequence (``A`` and ``b`` do not change between events) by
     [`eventsnn.AffineFlow.from_vector_field`][]; evaluating it costs a few scalar
     exponentials per neuron.
+
+    **Fields:**
+
+    - `A`: ``Float[Array, "n s s"]``, one matrix per neuron.
+    - `b`: ``Float[Array, "n s"]``, one offset per neuron.
+    - `lam1`, `lam2`: the eigenvalues of each ``A``, ``lam1 <= lam2`` (equal for
+      ``s = 1``); their real parts where `real` is ``False``.
+    - `real`: ``Bool[Array, "n"]``, whether the eigenvalues are real (the closed
+      forms here assume they are; [`eventsnn.ExactLinear`][] reports an error
+      otherwise).
     """
 
     A: Float[Array, "n s s"]
@@ -85,6 +95,16 @@ class AffineFlow(eqx.Module):
 
         Uses one evaluation and one forward-mode derivative per state column; neurons
         (rows) are assumed independent, as in every neuron model.
+
+        **Arguments:**
+
+        - `vf`: the vector field, ``State -> State`` (affine in its argument).
+        - `shape`: ``(n, s)``, the shape of the state.
+        - `dtype`: the dtype of the state.
+
+        **Returns:** an [`eventsnn.AffineFlow`][].
+
+        **Raises:** ``ValueError`` if ``s`` is not 1 or 2.
         """
         n, s = shape
         if s not in (1, 2):
@@ -110,10 +130,19 @@ class AffineFlow(eqx.Module):
 
     @property
     def size(self) -> int:
+        """Number of state variables ``s`` (1 or 2)."""
         return self.A.shape[-1]
 
     def __call__(self, tau: Float[Array, "*n"], y0: State) -> State:
-        """State after time ``tau`` (one value, or one per neuron) from ``y0``."""
+        """Advance the flow.
+
+        **Arguments:**
+
+        - `tau`: elapsed time, a scalar or one value per neuron.
+        - `y0`: the state at the start, ``Float[Array, "n s"]``.
+
+        **Returns:** the state after ``tau``, the same shape as ``y0``.
+        """
         tau = jnp.broadcast_to(tau, y0.shape[:1]).astype(y0.dtype)
         if self.size == 1:
             z = self.lam2 * tau
@@ -132,6 +161,14 @@ class AffineFlow(eqx.Module):
         return hom + part
 
     def velocity(self, y: State) -> State:
+        """The vector field.
+
+        **Arguments:**
+
+        - `y`: a state, ``Float[Array, "n s"]``.
+
+        **Returns:** ``dy/dt = A y + b``, the same shape as ``y``.
+        """
         return _matvec(self.A, y) + self.b
 
     def peak_time(self, c: Float[Array, "n s"], y0: State) -> Float[Array, " n"]:
@@ -139,6 +176,16 @@ class AffineFlow(eqx.Module):
 
         Along the flow, d/dτ (c·y) = c·exp(Aτ) u with u = A y0 + b. For two state
         variables this vanishes where (e^{δτ} - 1)/δ = -(c·u)/(c·(A - λ2 I)u).
+
+        **Arguments:**
+
+        - `c`: ``Float[Array, "n s"]``, the coefficients of the linear function
+          (e.g. of an affine spike condition).
+        - `y0`: the state at τ = 0, ``Float[Array, "n s"]``.
+
+        **Returns:** ``Float[Array, "n"]``, the time of the extremum of ``c · y``
+        per neuron (``+inf`` with one state variable, complex eigenvalues, or no
+        extremum at τ ≥ 0).
         """
         u = self.velocity(y0)
         cu = rowdot(c, u)
@@ -270,17 +317,58 @@ class ExactLinear(diffrax.AbstractSolver):
     interpolation_cls: ClassVar = _ExactInterpolation
 
     def order(self, terms):
+        """The order of the solver (for diffrax's step-size heuristics).
+
+        **Arguments:**
+
+        - `terms`: as for [`diffrax.AbstractSolver.order`][].
+
+        **Returns:** ``100``: an exact step has unbounded order.
+        """
         return 100  # exact: the order of an exact step is unbounded
 
     def init(self, terms, t0, t1, y0, args):
+        """The solver state (there is none).
+
+        **Arguments:**
+
+        - `terms`, `t0`, `t1`, `y0`, `args`: as for [`diffrax.diffeqsolve`][].
+
+        **Returns:** ``None``.
+        """
         return None
 
     def flow(self, terms, t0, y0, args) -> AffineFlow:
+        """The exact flow of the vector field, read off at ``t0`` (the dynamics must
+        not depend on time).
+
+        **Arguments:**
+
+        - `terms`: a diffrax term whose vector field is affine in ``y``.
+        - `t0`: the time at which the vector field is read.
+        - `y0`: a state, ``Float[Array, "n s"]`` (only its shape and dtype are used).
+        - `args`: passed to the vector field.
+
+        **Returns:** an [`eventsnn.AffineFlow`][].
+        """
         return AffineFlow.from_vector_field(
             lambda y: terms.vf(t0, y, args), y0.shape, y0.dtype
         )
 
     def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        """One exact step from ``t0`` to ``t1``.
+
+        **Arguments:**
+
+        - `terms`, `t0`, `t1`, `y0`, `args`, `solver_state`, `made_jump`: as for
+          [`diffrax.AbstractSolver.step`][] (`solver_state` and `made_jump` are
+          unused).
+
+        **Returns:** ``(y1, None, dense_info, None, result)``: the state at ``t1``, no
+        error estimate (the step is exact), what the exact interpolation needs, no
+        solver state, and ``diffrax.RESULTS.nonlinear_divergence`` if some ``A`` has
+        complex eigenvalues (else ``successful``).
+        """
         del solver_state, made_jump
         flow = self.flow(terms, t0, y0, args)
         y1 = flow(t1 - t0, y0)
@@ -292,4 +380,12 @@ class ExactLinear(diffrax.AbstractSolver):
         return y1, None, dense_info, None, result
 
     def func(self, terms, t0, y0, args):
+        """Evaluate the vector field.
+
+        **Arguments:**
+
+        - `terms`, `t0`, `y0`, `args`: as for [`diffrax.AbstractSolver.func`][].
+
+        **Returns:** the vector field at ``(t0, y0)``.
+        """
         return terms.vf(t0, y0, args)

@@ -169,9 +169,17 @@ class FeedForward(eqx.Module):
         0), with the output layer treated as non-spiking: the read-out of Wunderlich &
         Pehle's MNIST network, used with `es.losses.max_membrane_cross_entropy`.
 
-        Differentiable (the hidden layers with the network's gradient mode); the
-        output layer must use the exact flow map (a linear model with ≤ 2 state
-        variables), else ``ValueError``.
+        Differentiable (the hidden layers with the network's gradient mode).
+
+        **Arguments:**
+
+        - `input_times`: as for ``__call__``.
+
+        **Returns:** ``Float[Array, "n_out"]``, the maximum of each output neuron's
+        membrane over the trial (threshold and reset ignored).
+
+        **Raises:** ``ValueError`` if the output layer's model cannot use the exact
+        flow map (it must be linear with ≤ 2 state variables).
         """
         x = _validate.spike_times(input_times, self.in_size).astype(self.weights[0].dtype)
         for index in range(len(self.sizes) - 1):

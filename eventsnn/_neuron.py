@@ -47,29 +47,71 @@ class AbstractNeuron(eqx.Module):
 
     @abc.abstractmethod
     def init_state(self, n: int) -> State:
-        """The resting state of ``n`` neurons, ``Float[Array, "n state"]``."""
+        """The resting state of a population.
+
+        **Arguments:**
+
+        - `n`: number of neurons.
+
+        **Returns:** ``Float[Array, "n state"]``, one row per neuron, one column per
+        entry of ``state_names``.
+        """
 
     @abc.abstractmethod
     def dynamics(self, t: Float[Array, ""], y: State, args: Current) -> State:
-        """``dy/dt`` between events; same shape as ``y``."""
+        """The vector field between events.
+
+        **Arguments:**
+
+        - `t`: the time (a scalar).
+        - `y`: the state, ``Float[Array, "n state"]``.
+        - `args`: the external current at ``t``, ``Float[Array, "n"]``.
+
+        **Returns:** ``dy/dt``, the same shape as ``y``.
+        """
 
     @abc.abstractmethod
     def spike_condition(
         self, t: Float[Array, ""], y: State, args: Current
     ) -> Float[Array, " n"]:
-        """One value per neuron; the neuron spikes when it crosses zero upwards."""
+        """The spike condition: a neuron spikes when its value crosses zero upwards.
+
+        **Arguments:**
+
+        - `t`: the time (a scalar).
+        - `y`: the state, ``Float[Array, "n state"]``.
+        - `args`: the external current at ``t``, ``Float[Array, "n"]``.
+
+        **Returns:** ``Float[Array, "n"]``, one value per neuron (negative below
+        threshold).
+        """
 
     @abc.abstractmethod
     def input_spikes(self, y: State, weighted_input: Float[Array, " n"]) -> State:
         """The state just after input spikes arrive.
 
-        ``weighted_input[j]`` is the summed weight of all presynaptic spikes that
-        arrive at neuron ``j`` at this instant (zero for neurons that receive none).
+        **Arguments:**
+
+        - `y`: the state just before, ``Float[Array, "n state"]``.
+        - `weighted_input`: ``weighted_input[j]`` is the summed weight of all
+          presynaptic spikes that arrive at neuron ``j`` at this instant (zero for
+          neurons that receive none).
+
+        **Returns:** the new state, the same shape as ``y``.
         """
 
     @abc.abstractmethod
     def reset(self, y: State, spiked: Bool[Array, " n"]) -> State:
-        """The state just after the neurons marked in ``spiked`` fire."""
+        """The state just after some neurons fire.
+
+        **Arguments:**
+
+        - `y`: the state just before, ``Float[Array, "n state"]``.
+        - `spiked`: ``Bool[Array, "n"]``, ``True`` for the neurons that fire now.
+
+        **Returns:** the new state, the same shape as ``y``; rows of neurons that did
+        not fire must be unchanged.
+        """
 
     def discontinuities(self, t, y: State) -> Float[Array, " n"] | None:
         """Optional: for each neuron, the next time after ``t`` at which its
@@ -79,17 +121,34 @@ class AbstractNeuron(eqx.Module):
         Adaptive solvers lose accuracy when they step across such a kink, so the
         engine ends the segment exactly at the earliest one and restarts (nothing else
         happens at that instant). Computed from ``t`` and ``y``, it is differentiable.
-        The default, ``None``, means the dynamics are smooth between events.
+
+        **Arguments:**
+
+        - `t`: the current time (a scalar).
+        - `y`: the state, ``Float[Array, "n state"]``.
+
+        **Returns:** ``Float[Array, "n"]`` times (``+inf`` where none is ahead), or
+        ``None`` (the default), meaning the dynamics are smooth between events.
         """
         return None
 
     # ------------------------------------------------------------------ helpers
     @property
     def state_size(self) -> int:
+        """Number of state variables, ``len(state_names)``."""
         return len(self.state_names)
 
     def check_state(self, n: int = 3) -> None:
-        """Raise ``ValueError`` if ``init_state`` disagrees with ``state_names``."""
+        """Check that ``init_state`` agrees with ``state_names``, without running it
+        (``jax.eval_shape``).
+
+        **Arguments:**
+
+        - `n`: the population size to try.
+
+        **Raises:** ``ValueError`` if ``init_state(n)`` does not have shape
+        ``(n, len(state_names))``.
+        """
         y = jax.eval_shape(lambda: self.init_state(n))
         expected = (n, len(self.state_names))
         if y.shape != expected:

@@ -55,31 +55,71 @@ class AbstractSegmentSolver(eqx.Module):
 
     @abc.abstractmethod
     def prepare(self, neuron: AbstractNeuron, current: AbstractCurrent, n: int, dtype) -> Any:
-        """Per-simulation constants (computed once, outside the event loop)."""
+        """Per-simulation constants, computed once outside the event loop.
+
+        **Arguments:**
+
+        - `neuron`: the population's model.
+        - `current`: its external current.
+        - `n`: number of neurons.
+        - `dtype`: floating dtype of the simulation.
+
+        **Returns:** the context ``ctx`` passed back to the other methods (or
+        ``None``). Raises ``ValueError`` if this strategy cannot simulate the model.
+        """
 
     @abc.abstractmethod
     def advance(self, neuron, current, ctx, t0, t1, y0: State, active) -> Segment:
-        """Integrate from ``t0`` towards ``t1``; stop at the first upward crossing of
-        the spike condition by an ``active`` neuron. Neurons that are not ``active``
-        keep their state (see `moving` below)."""
+        """Integrate towards ``t1``, stopping at the first upward crossing of the spike
+        condition by an ``active`` neuron.
+
+        **Arguments:**
+
+        - `neuron`, `current`, `ctx`: as in `prepare` (``ctx`` its result).
+        - `t0`: start time (a scalar, or one per neuron with ``clock = "neuron"``).
+        - `t1`: time to stop at if nothing crosses.
+        - `y0`: state at ``t0``, shape ``(n, state_size)``.
+        - `active`: one bool per neuron: the neurons that may fire. The others keep
+          their state (see ``moving`` in `state_at`).
+
+        **Returns:** a ``Segment``: where and in which state the segment ended, which
+        neurons crossed, and whether the solver failed.
+        """
 
     @abc.abstractmethod
     def state_at(self, neuron, current, ctx, t0, t1, y0: State, adjoint=None,
                  moving=None) -> State:
         """The state at ``t1`` from ``y0`` at ``t0`` with no event in between;
         differentiable in all arguments (used to replay recorded events for
-        gradients). ``adjoint`` selects how diffrax differentiates the solve.
+        gradients).
 
-        ``moving`` (one bool per neuron, default all): the neurons that evolve; the
-        others keep their state. In first-spike mode a neuron that has fired is
-        switched off this way, so that a model whose membrane runs away without a
-        reset (EIF, QIF) cannot overflow after its one spike."""
+        **Arguments:**
+
+        - `neuron`, `current`, `ctx`: as in `advance`.
+        - `t0`, `t1`: start and end time.
+        - `y0`: state at ``t0``.
+        - `adjoint`: how diffrax differentiates its solve (default
+          ``RecursiveCheckpointAdjoint``); ignored by exact flows.
+        - `moving`: one bool per neuron (default: all), the neurons that evolve; the
+          others keep their state. In first-spike mode a neuron that has fired is
+          switched off this way, so that a model whose membrane runs away without a
+          reset (EIF, QIF) cannot overflow after its one spike.
+
+        **Returns:** the state at ``t1``, shape ``(n, state_size)``.
+        """
 
     @abc.abstractmethod
     def evaluate(self, neuron, current, ctx, t0, t1, y0: State, ts,
                  moving=None) -> Float[Array, "T n s"]:
-        """The state at each of ``ts`` (clipped into ``[t0, t1]``), with no event
-        between ``t0`` and ``t1``; ``moving`` as in `state_at`."""
+        """The state at several times within one segment (no event inside).
+
+        **Arguments:**
+
+        - `neuron`, `current`, `ctx`, `t0`, `t1`, `y0`, `moving`: as in `state_at`.
+        - `ts`: query times, clipped into ``[t0, t1]``.
+
+        **Returns:** the states, shape ``(len(ts), n, state_size)``.
+        """
 
 
 class ExactSegments(AbstractSegmentSolver):
@@ -87,6 +127,11 @@ class ExactSegments(AbstractSegmentSolver):
 
     Refuses (``ValueError``) a model that is not marked ``linear``, has more than two
     state variables, or is driven by a time-varying current.
+
+    **Arguments:**
+
+    - `max_iters`: iterations of the bracketed Newton root find (default 60; it
+      converges in a handful).
     """
 
     max_iters: int = eqx.field(static=True, default=60)
@@ -130,6 +175,13 @@ class ExactSegments(AbstractSegmentSolver):
 
         Neurons of a feedforward layer do not interact, so each keeps its own clock:
         a spike of one neuron does not interrupt the others.
+
+        **Arguments:** as in [`eventsnn.AbstractSegmentSolver.advance`][], with one
+        `t0` per neuron; `neuron` and `current` are already folded into `ctx`, `t1`
+        is the time every neuron runs to unless it crosses first, `y0` the state at
+        `t0`, and neurons not `active` keep their state.
+
+        **Returns:** a ``Segment`` with one end time and one ``hit`` per neuron.
         """
         flow, c, g0 = ctx
         length = jnp.where(t1 >= t0, t1 - t0, 0.0)  # no max(): a tie would halve d/dt

@@ -50,43 +50,60 @@ class LayerSpikes(eqx.Module):
 
     @property
     def ok(self) -> Bool[Array, ""]:
+        """``True`` where the outcome is ``successful``."""
         return self.result == RESULTS.successful
 
 
 class Spikes(eqx.Module):
     """The result of running a network: the output layer's spikes plus every layer's.
 
-    ``times``, ``first`` and ``counts`` are those of the output layer; ``layers`` holds
-    a [`eventsnn.LayerSpikes`][] per layer (for rasters); ``overflow`` has one flag
-    per layer, ``True`` where that layer's outcome is not ``successful``.
-    Under ``jax.vmap`` every field gains a leading batch axis.
+    **Fields:**
+
+    - `layers`: one [`eventsnn.LayerSpikes`][] per layer, input side first (for
+      rasters).
+
+    The properties ``times``, ``first`` and ``counts`` are those of the output layer;
+    ``overflow`` has one flag per layer, ``True`` where that layer's outcome is not
+    ``successful``. Under ``jax.vmap`` every field gains a leading batch axis.
     """
 
     layers: tuple[LayerSpikes, ...]
 
     @property
     def times(self) -> Float[Array, "n_out max_spikes"]:
+        """The output layer's spike times (``+inf`` padding)."""
         return self.layers[-1].times
 
     @property
     def first(self) -> Float[Array, " n_out"]:
+        """The output layer's first spike times (``+inf`` if a neuron never fires)."""
         return self.layers[-1].first
 
     @property
     def counts(self) -> Int[Array, " n_out"]:
+        """The output layer's spike counts."""
         return self.layers[-1].counts
 
     @property
     def overflow(self) -> Bool[Array, "... n_layers"]:
+        """One flag per layer, ``True`` where its outcome is not ``successful``."""
         return jnp.stack([~layer.ok for layer in self.layers], axis=-1)
 
 
 def check(result: "Spikes | LayerSpikes") -> "Spikes | LayerSpikes":
     """Raise ``RuntimeError`` if any layer of any sample did not finish cleanly.
 
-    Works on batched results. The message says which layer, how many samples and which
-    knob to turn. Returns ``result`` unchanged otherwise, so it can wrap a call:
-    ``out = es.check(jax.vmap(net)(x))``. Must be called outside ``jit``.
+    Works on batched results. Must be called outside ``jit``.
+
+    **Arguments:**
+
+    - `result`: a [`eventsnn.Spikes`][] or [`eventsnn.LayerSpikes`][], batched or not.
+
+    **Returns:** ``result`` unchanged, so that it can wrap a call:
+    ``out = es.check(jax.vmap(net)(x))``.
+
+    **Raises:** ``RuntimeError`` whose message says which layer, how many samples and
+    which knob to turn.
     """
     layers = result.layers if isinstance(result, Spikes) else (result,)
     problems = []

@@ -90,7 +90,18 @@ def decode_latency(
     x_max: float = 1.0,
     larger_first: bool = False,
 ) -> Float[Array, "... channels"]:
-    """The inverse of [`latency`][] (``NaN`` where a channel is silent)."""
+    """The inverse of [`latency`][].
+
+    **Arguments:**
+
+    - `times`: ``Float[Array, "... channels 1"]`` spike times, as [`latency`][]
+      returns them.
+    - `t_early`, `t_late`, `x_min`, `x_max`, `larger_first`: the settings the times
+      were encoded with.
+
+    **Returns:** ``Float[Array, "... channels"]`` values, ``NaN`` where a channel is
+    silent (``+inf``).
+    """
     _check_window(t_early, t_late)
     t = jnp.asarray(times)[..., 0]
     u = (t - t_early) / (t_late - t_early)

@@ -36,7 +36,14 @@ def first_spike_cross_entropy(
     large but finite: its time is replaced by the latest finite time plus ``10 tau``.
     If every neuron is silent the loss is $\log n_\text{out}$ with zero gradient.
 
-    **Arguments:** `first` (``Float[Array, "n_out"]``), `label` (int), `tau` (ms).
+    **Arguments:**
+
+    - `first`: ``Float[Array, "n_out"]`` first spike time of each output neuron
+      (``+inf`` = silent).
+    - `label`: the correct class (an int).
+    - `tau`: the softmax temperature (ms).
+
+    **Returns:** the loss, a scalar.
     """
     finite = jnp.isfinite(first)
     latest = jnp.max(jnp.where(finite, first, -jnp.inf))
@@ -55,8 +62,19 @@ def first_spike_regularizer(
     t_silent: float | None = None,
 ) -> Float[Array, ""]:
     r"""$e^{t_y/\tau} - 1$: pushes the correct neuron to fire early (Göltz et al. 2021
-    use it with the cross-entropy). A silent correct neuron counts as firing at
-    ``t_silent`` (required to make that case finite: pass the network's ``t_max``)."""
+    use it with the cross-entropy).
+
+    **Arguments:**
+
+    - `first`: ``Float[Array, "n_out"]`` first spike time of each output neuron.
+    - `label`: the correct class (an int).
+    - `tau`: the time scale (ms).
+    - `t_silent`: the time a silent correct neuron counts as firing at (pass the
+      network's ``t_max``). With the default ``None`` a silent correct neuron counts
+      as firing at 0, so it adds nothing to the loss.
+
+    **Returns:** the regulariser, a scalar.
+    """
     t = first[label]
     if t_silent is not None:
         t = jnp.where(jnp.isfinite(t), t, t_silent)
@@ -75,6 +93,13 @@ def spike_count_cross_entropy(
     gradients this loss has zero gradient almost everywhere (time-stepped libraries
     train it through surrogate gradients). Use it as a metric, or train with a
     spike-time loss.
+
+    **Arguments:**
+
+    - `counts`: ``Int[Array, "n_out"]`` spike count of each output neuron.
+    - `label`: the correct class (an int).
+
+    **Returns:** the loss, a scalar.
     """
     logits = jnp.asarray(counts, dtype=float)
     return -jax.nn.log_softmax(logits)[label]
@@ -89,6 +114,14 @@ def spike_time_mse(
     network's ``t_max``). That replacement is a constant, so a missing spike adds a
     penalty but no gradient (a spike that does not exist has no time to move):
     combine with a loss or initialisation that makes neurons fire.
+
+    **Arguments:**
+
+    - `times`: ``Float[Array, "n S"]`` spike times (``+inf`` padding).
+    - `target`: target times, the same shape.
+    - `t_silent`: what a missing spike counts as.
+
+    **Returns:** the mean over all entries, a scalar.
     """
     a = _finite_or(times, t_silent)
     b = _finite_or(target, t_silent)
@@ -107,6 +140,14 @@ def van_rossum_distance(
             - 2 \sum_{ij} e^{-|t_i - s_j|/\tau}\Big].$$
 
     ``+inf`` entries are absent spikes. Differentiable in every finite spike time.
+
+    **Arguments:**
+
+    - `times`: ``Float[Array, "S"]`` one spike train.
+    - `target`: ``Float[Array, "S2"]`` the other (its length may differ).
+    - `tau`: the kernel's time constant (ms).
+
+    **Returns:** $D^2$, a scalar.
     """
 
     def kernel_sum(a, b):
@@ -128,5 +169,13 @@ def max_membrane_cross_entropy(
     potential over the trial, $-\log(e^{V_y}/\sum_k e^{V_k})$ (Wunderlich & Pehle
     2021, MNIST). Get ``v_max`` from [`eventsnn.FeedForward.max_membrane`][] on a
     network whose output layer does not spike; the time of the maximum is where
-    $dv/dt = 0$, so its value is differentiable like a spike time."""
+    $dv/dt = 0$, so its value is differentiable like a spike time.
+
+    **Arguments:**
+
+    - `v_max`: ``Float[Array, "n_out"]`` maximum membrane of each output neuron.
+    - `label`: the correct class (an int).
+
+    **Returns:** the loss, a scalar.
+    """
     return -jax.nn.log_softmax(v_max)[label]

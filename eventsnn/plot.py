@@ -159,6 +159,13 @@ def states(neuron: AbstractNeuron, ts, trajectory, *, neurons=None, spikes=None,
     threshold line where the model fires at a fixed membrane level (e.g.
     ``LIF.threshold``, ``Izhikevich.v_peak``, ``θ = π`` for ``QIF``).
 
+    **Arguments:**
+
+    - `neuron`: the model that produced the trajectory.
+    - `ts`: ``Float[Array, "T"]`` the times (ms) of the trajectory.
+    - `trajectory`: ``Float[Array, "n T state"]``.
+    - `neurons`, `spikes`, `variables`, `ax`: as for [`eventsnn.plot.membrane`][].
+
     **Returns:** ``(figure, list of axes)``.
     """
     return membrane(ts, trajectory, neuron.state_names, neurons, _threshold_of(neuron),
@@ -207,8 +214,9 @@ def decision_map(grid_classes, extent=(0.0, 1.0, 0.0, 1.0), *, points=None,
       bottom, ``y`` increasing); ``-1`` (no output spike) is drawn white.
     - `extent`: ``(x0, x1, y0, y1)`` of the grid.
     - `points`, `labels`: optional ``(m, 2)`` samples and their true classes, drawn on
-      top (hollow where the prediction at the point's cell differs).
+      top in the colour of their true class (with a legend).
     - `class_names`: legend labels.
+    - `ax`: the axes to draw into; a new figure is made if omitted.
 
     **Returns:** ``(figure, axes)``.
     """

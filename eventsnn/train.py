@@ -70,7 +70,16 @@ def first_spike_loss(tau: float = 1.0, alpha: float = 0.0, tau_reg: float = 10.0
 
     the cross-entropy of Göltz et al. 2021 / Wunderlich & Pehle 2021 plus their
     regulariser that makes the correct neuron fire early (off when ``alpha = 0``).
-    Returns ``loss(spikes, label)``.
+
+    **Arguments:**
+
+    - `tau`: softmax temperature τ (ms).
+    - `alpha`: weight α of the early-spike regulariser (0: off).
+    - `tau_reg`: its time scale τ_reg (ms).
+    - `t_silent`: the time a silent correct neuron counts as in the regulariser
+      (see [`eventsnn.losses.first_spike_regularizer`][]).
+
+    **Returns:** ``loss(spikes, label)``, a scalar per sample.
     """
 
     def loss(spikes: Spikes, label):
@@ -85,8 +94,15 @@ def first_spike_loss(tau: float = 1.0, alpha: float = 0.0, tau_reg: float = 10.0
 
 
 def first_spike_prediction(spikes: Spikes):
-    """The class whose output neuron fires first; ``-1`` (never correct) if every
-    output neuron is silent."""
+    """The class whose output neuron fires first.
+
+    **Arguments:**
+
+    - `spikes`: one sample's [`eventsnn.Spikes`][].
+
+    **Returns:** the class index, or ``-1`` (never correct) if every output neuron is
+    silent.
+    """
     first = spikes.first
     return jnp.where(jnp.isfinite(first).any(), jnp.argmin(first), -1)
 
@@ -94,8 +110,15 @@ def first_spike_prediction(spikes: Spikes):
 # ----------------------------------------------------------------- results / logging
 @dataclasses.dataclass
 class TrainResult:
-    """What [`fit`][] returns: the trained network, the final optimiser state and
-    one dict of metrics per epoch (also written to ``log_dir/metrics.csv``)."""
+    """What [`fit`][] returns.
+
+    **Fields:**
+
+    - `net`: the trained network.
+    - `opt_state`: the final optimiser state.
+    - `history`: one dict of metrics per epoch (also written to
+      ``log_dir/metrics.csv``).
+    """
 
     net: FeedForward
     opt_state: optax.OptState
@@ -218,8 +241,14 @@ def evaluate(net: FeedForward, data, loss: Callable | None = None,
              predict: Callable = first_spike_prediction, batch_size: int = 64) -> dict:
     """Accuracy (and mean loss, if ``loss`` is given) of ``net`` on ``data``.
 
-    Evaluated in batches of ``batch_size`` (keep it at or below ~250 for a 120-neuron
-    layer: see the README's known issue on large vmapped batches).
+    **Arguments:**
+
+    - `net`: the network.
+    - `data`: a [`eventsnn.datasets.Dataset`][] or a tuple ``(inputs, labels)``.
+    - `loss`: per-sample ``loss(spikes, label)`` (default: `first_spike_loss()`).
+    - `predict`: ``predict(spikes) -> class`` (default: the first output to fire).
+    - `batch_size`: samples per compiled call (default 64; rounded up to a multiple
+      of the number of devices).
 
     **Returns:** ``{"accuracy", "loss", "overflow"}``; ``overflow`` counts samples whose
     simulation did not finish cleanly (they count as wrong).
@@ -276,7 +305,17 @@ def load_checkpoint(folder, net: FeedForward, optimizer=None):
 
     ``net`` (and ``optimizer``, whose state is restored) must be built as for the
     run that wrote the checkpoint: they give the structure that the saved leaves are
-    read into. ``opt_state`` is ``None`` if ``optimizer`` is.
+    read into.
+
+    **Arguments:**
+
+    - `folder`: the ``log_dir`` of the run.
+    - `net`: a network of the same structure.
+    - `optimizer`: the run's optax optimiser, to restore its state (optional).
+
+    **Returns:** ``(net, opt_state, history)``: the saved network, the optimiser state
+    (``None`` without `optimizer`) and the per-epoch metrics. Raises
+    ``FileNotFoundError`` if ``folder`` holds no checkpoint.
     """
     folder = pathlib.Path(folder)
     if not (folder / "checkpoint.eqx").exists():

@@ -11,8 +11,19 @@ LOADERS = {"yin-yang": yin_yang, "digits": digits, "mnist5k": mnist5k}
 
 
 def load(name: str, split: str = "train", **kwargs) -> Dataset:
-    """Load a dataset by its command-line name (``"yin-yang"``, ``"digits"``,
-    ``"mnist5k"``)."""
+    """Load a dataset by its command-line name.
+
+    **Arguments:**
+
+    - `name`: ``"yin-yang"``, ``"digits"`` or ``"mnist5k"``.
+    - `split`: ``"train"``, ``"validation"`` or ``"test"``.
+    - `**kwargs`: passed on to the loader ([`yin_yang`][], [`digits`][] or
+      [`mnist5k`][]).
+
+    **Returns:** a [`eventsnn.datasets.Dataset`][].
+
+    **Raises:** ``ValueError`` for an unknown name.
+    """
     if name not in LOADERS:
         raise ValueError(f"unknown dataset {name!r}; choose from {sorted(LOADERS)}.")
     return LOADERS[name](split, **kwargs)

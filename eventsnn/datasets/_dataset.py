@@ -44,14 +44,23 @@ class Dataset:
 
     @property
     def in_size(self) -> int:
+        """Number of input channels."""
         return self.inputs.shape[1]
 
     @property
     def n_classes(self) -> int:
+        """Number of classes, ``len(classes)``."""
         return len(self.classes)
 
     def subset(self, n: int) -> "Dataset":
-        """The first ``n`` samples (classes stay interleaved in every loader here)."""
+        """The first ``n`` samples (classes stay interleaved in every loader here).
+
+        **Arguments:**
+
+        - `n`: number of samples to keep (all of them if ``n >= len(self)``).
+
+        **Returns:** a new [`eventsnn.datasets.Dataset`][] named ``"<name>[:n]"``.
+        """
         n = min(int(n), len(self))
         return dataclasses.replace(
             self, inputs=self.inputs[:n], labels=self.labels[:n],

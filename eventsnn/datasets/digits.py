@@ -18,7 +18,17 @@ def digits(
     earlier: intensity 1 at ``t_early``, near-black pixels (below ``silent_below``)
     silent.
 
-    Splits are a fixed seeded permutation: 70 % train, 10 % validation, 20 % test.
+    **Arguments:**
+
+    - `split`: ``"train"``, ``"validation"`` or ``"test"``: a fixed seeded
+      permutation, 70 % train, 10 % validation, 20 % test.
+    - `t_early`, `t_late`: the coding window (ms): full intensity spikes at
+      ``t_early``, zero intensity would spike at ``t_late``.
+    - `silent_below`: pixels below this fraction of full intensity do not spike.
+    - `size`: keep only the first ``size`` samples of the split.
+    - `seed`: seed of the split permutation.
+
+    **Returns:** a [`eventsnn.datasets.Dataset`][] with ``(N, 64, 1)`` inputs.
 
     **Raises:** ``ImportError`` with the install command if scikit-learn is missing.
     """

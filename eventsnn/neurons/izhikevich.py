@@ -16,6 +16,16 @@ class Izhikevich(AbstractNeuron):
     Fires when $v$ crosses ``v_peak`` (30 mV); then $v \leftarrow c$, $u \leftarrow
     u + d$. Defaults are the regular-spiking cell (a=0.02, b=0.2, c=-65, d=8), which
     rests at v = -70 mV, u = -14. Input spikes add $w$ to $i$ (in mV/ms).
+
+    **Arguments:**
+
+    - `a`: rate of the recovery variable $u$ (1/ms).
+    - `b`: sensitivity $b_u$ of $u$ to $v$.
+    - `c`: value of $v$ after a spike (mV).
+    - `d`: jump of $u$ at each spike.
+    - `v_peak`: the level at which the spike is registered (mV).
+    - `tau_syn`: synaptic time constant $\tau_s$ (ms).
+    - `bias`: constant bias current $b$ (mV/ms).
     """
 
     a: Param = param(0.02)

@@ -16,8 +16,9 @@ class LIF(AbstractNeuron):
       \tau_s \frac{di}{dt} = -i$$
 
     An input spike of weight $w$ adds $w$ to $i$. The neuron fires when $v$ crosses
-    ``threshold`` upwards; then $v \leftarrow v_\text{reset}$ (``reset="zero"``) or
-    $v \leftarrow v - \vartheta$ (``reset="subtract"``).
+    ``threshold`` upwards; then $v \leftarrow v_\text{reset}$
+    (``reset_mode="zero"``) or $v \leftarrow v - \vartheta$
+    (``reset_mode="subtract"``).
 
     With one input spike of weight $w$ at $t=0$ and $\tau_m \ne \tau_s$ the membrane is
     $v(t) = w\frac{\tau_s}{\tau_m - \tau_s}(e^{-t/\tau_m} - e^{-t/\tau_s})$.
@@ -27,9 +28,9 @@ class LIF(AbstractNeuron):
     - `tau_mem`: membrane time constant $\tau_m$ (ms).
     - `tau_syn`: synaptic time constant $\tau_s$ (ms).
     - `threshold`: firing threshold $\vartheta$.
-    - `v_reset`: value of $v$ after a spike (for ``reset="zero"``).
+    - `v_reset`: value of $v$ after a spike (for ``reset_mode="zero"``).
     - `bias`: constant bias current $b$; a scalar or one value per neuron.
-    - `reset`: ``"zero"`` or ``"subtract"``.
+    - `reset_mode`: ``"zero"`` or ``"subtract"``.
 
     The dynamics are linear, so the exact flow map is used by default.
     """

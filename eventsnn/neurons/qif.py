@@ -19,6 +19,12 @@ class QIF(AbstractNeuron):
 
     With $b < 0$ the neuron rests at $\theta_0 = -\arccos\frac{1+b}{1-b}$ (excitable);
     with $b > 0$ it fires periodically. Default $b = -0.1$.
+
+    **Arguments:**
+
+    - `tau_mem`: time constant $\tau_m$ (ms).
+    - `tau_syn`: synaptic time constant $\tau_s$ (ms).
+    - `bias`: constant bias current $b$.
     """
 
     tau_mem: Param = param(20.0)

@@ -17,6 +17,11 @@ class Refractory(AbstractNeuron):
     time is declared through `discontinuities`, so solvers stop exactly where the
     membrane is released instead of stepping across the kink.
 
+    **Arguments:**
+
+    - `model`: the neuron model to wrap.
+    - `t_ref`: the refractory period (ms).
+
     ```python
     neuron = es.Refractory(es.LIF(), t_ref=2.0)
     ```
@@ -30,6 +35,7 @@ class Refractory(AbstractNeuron):
 
     @property
     def state_names(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The wrapped model's state names plus ``"refractory"``."""
         return (*self.model.state_names, "refractory")
 
     def init_state(self, n: int) -> State:
