@@ -56,14 +56,22 @@ pred = np.where(np.isfinite(first).any(-1), first.argmin(-1), -1).reshape(side, 
 pred = np.where((gx - 0.5) ** 2 + (gy - 0.5) ** 2 <= 0.25, pred, -1)
 es.plot.decision_map(pred, points=val.features[:, :2], labels=val.labels,
                      class_names=val.classes);"""),
-    md("""**A trained network at work.** The raster shows the five input spikes, the hidden
-layer's first spikes and the output spikes for one validation sample; below, the
-output neurons' membranes (`state_at_t`) — the correct one crosses threshold first."""),
-    code("""x = jnp.asarray(val.inputs[0], jnp.float32)
+    md("""**A trained network at work.** For the first validation sample that the network
+classifies correctly, the raster shows the five input spikes (the bias spike at $t = 0$
+included), the hidden layer's first spikes and the output spikes; below, the output
+neurons' membranes (`state_at_t`; output neuron $k$ stands for class $k$) — the correct
+one crosses threshold first. The network runs in first-spike mode (`max_spikes=1`, the
+default): a neuron that has fired is switched off, so its membrane stays at the reset
+value after its spike."""),
+    code("""first_val = np.asarray(run(jnp.asarray(val.inputs[:60], jnp.float32)).first)
+pred_val = np.where(np.isfinite(first_val).any(-1), first_val.argmin(-1), -1)
+k = int(np.flatnonzero(pred_val == val.labels[:60])[0])   # first correctly classified
+x = jnp.asarray(val.inputs[k], jnp.float32)
 out = result.net(x)
 fig, axes = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
-es.plot.raster(out, axes[0], inputs=val.inputs[0], t_max=30.0)
-axes[0].set_title(f"class {val.classes[val.labels[0]]}")
+es.plot.raster(out, axes[0], inputs=val.inputs[k], t_max=30.0)
+axes[0].set_xlim(-0.5, 30.0)   # so that the bias spike at t = 0 is not cut in half
+axes[0].set_title(f"validation sample {k}: class {val.classes[val.labels[k]]}")
 ts = jnp.linspace(0.0, 30.0, 500)
 traj = result.net.state_at_t(x, ts)
 es.plot.states(result.net.neurons[-1], ts, traj, spikes=out.layers[-1], variables=[0],
