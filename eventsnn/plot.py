@@ -41,7 +41,7 @@ def raster(spikes: "Spikes | LayerSpikes", ax=None, *, inputs=None, names=None,
     - `inputs`: optional ``(in_size, K)`` input spike times, drawn as the lowest block.
     - `names`: one label per block (default ``"input"``, ``"hidden 1"``, …,
       ``"output"``).
-    - `t_max`: if given, the time axis spans ``[0, t_max]``.
+    - `t_max`: if given, the time axis spans ``[0, t_max]`` (plus a 1 % margin).
     - `markersize`: size of the tick markers (points²).
 
     **Returns:** ``(figure, axes)``.
@@ -72,7 +72,9 @@ def raster(spikes: "Spikes | LayerSpikes", ax=None, *, inputs=None, names=None,
     ax.set_ylim(-0.5, offset - 0.5)
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     if t_max is not None:
-        ax.set_xlim(0.0, t_max)
+        # A small margin, so that a spike at exactly 0 or t_max is drawn whole.
+        margin = 0.01 * t_max
+        ax.set_xlim(-margin, t_max + margin)
     ax.set_xlabel("time (ms)")
     ax.set_ylabel("neuron index" + (" (stacked by layer)" if len(blocks) > 1 else ""))
     return fig, ax
