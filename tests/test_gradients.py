@@ -1,7 +1,6 @@
-"""Exact gradients, checked three ways: against the analytic LIF first-spike formula,
-between the two gradient modes, and against central finite differences (float64)."""
-
-import os
+"""Exact gradients: against the analytic LIF first-spike formula, NaN-free for silent
+and partially silent batches and coincident inputs, and the max-membrane read-out
+(the per-model sweep is in test_gradients_models.py)."""
 
 import equinox as eqx
 import jax
@@ -10,142 +9,9 @@ import numpy as np
 import pytest
 
 import eventsnn as es
-from helpers import SinCos
+from gradient_cases import X, assert_close, central_difference
 
 jax.config.update("jax_enable_x64", True)
-
-X = jnp.array([[0.3, 6.0], [1.0, jnp.inf], [2.0, 8.0], [3.0, jnp.inf], [0.5, 4.0]])
-EPS = 1e-5  # central differences: O(EPS²) truncation, solver noise / EPS
-
-
-# (model, weight gain): weights are gain × w_fire × U(0.3, 1), with w_fire the weight
-# of one input spike that just makes the model fire (measured), so every model fires a
-# few times per neuron.
-MODELS = {
-    "LIF": (es.LIF(), 0.45),
-    "LIF-subtract": (es.LIF(reset_mode="subtract"), 0.45),
-    "DeltaLIF": (es.DeltaLIF(bias=0.9), 0.6),
-    "AlphaLIF": (es.AlphaLIF(), 0.45),
-    "IAF": (es.IAF(leak=0.05), 0.6),
-    "QIF": (es.QIF(), 3.0),
-    "EIF": (es.EIF(), 0.6),
-    "AdEx": (es.AdEx(), 0.7),
-    "Izhikevich": (es.Izhikevich(), 1.5),
-    "Refractory": (es.Refractory(es.LIF(), t_ref=1.5), 1.0),
-    "custom": (SinCos(tau_mem=1.0, threshold=0.5), 0.5),
-}
-
-
-def spike_loss(net, x):
-    """A loss that weighs every kept spike time of both layers differently."""
-    out = net(x)
-    total = 0.0
-    for layer in out.layers:
-        t = jnp.where(jnp.isfinite(layer.times), layer.times, 0.0)
-        total = total + jnp.sum(t * jnp.linspace(1.0, 2.0, t.size).reshape(t.shape))
-    return total
-
-
-def build(name, gradient):
-    model, gain = MODELS[name]
-    # Reverse mode through an adaptive solver keeps checkpoints for `max_steps` steps
-    # per segment: a smaller budget than the default 4096 keeps "autodiff" light.
-    solver = None if model.linear and model.state_size <= 2 else es.DiffraxSegments(
-        max_steps=256)
-    net = es.FeedForward(5, [4, 2], model, jax.random.key(2), t_max=25.0,
-                         max_spikes=8, max_events=80, gradient=gradient, solver=solver)
-    w_fire = 2.5 if name == "custom" else es._init.firing_weight(model, 25.0)
-    keys = jax.random.split(jax.random.key(7), 2)
-    weights = [gain * w_fire * jax.random.uniform(k, w.shape, minval=0.3, maxval=1.0)
-               for k, w in zip(keys, net.weights)]
-    return eqx.tree_at(lambda m: m.weights, net, weights)
-
-
-def central_difference(f, value):
-    eps = EPS * max(1.0, abs(float(value)))  # relative step for large parameters
-    return (f(value + eps) - f(value - eps)) / (2 * eps)
-
-
-def assert_close(a, b, what, rtol=1e-4):
-    a, b = np.asarray(a), np.asarray(b)
-    scale = max(np.max(np.abs(b)), 1e-3)
-    err = np.max(np.abs(a - b)) / scale
-    assert err <= rtol, f"{what}: relative error {err:.2e} (got {a}, expected {b})"
-
-
-# EventProp refuses models with kinks (Refractory): only autodiff is checked there.
-# Reverse mode through the adaptive solver ("autodiff") compiles a very large program
-# for each model; to keep the suite within its time and memory budget it is compared
-# on one exact-flow model, two adaptive ones and the custom model. The other models
-# check EventProp against finite differences.
-KINKED = {"Refractory"}
-BOTH_MODES = {"LIF", "IAF", "QIF", "Izhikevich", "custom"}
-
-
-# Run in CI: the models whose gradient programs are small. Compiling the gradient of
-# every adaptive-solver model in one process made XLA's compiler crash (segfault) on the
-# 2-core CI machine after ~10 such programs; the others were checked by hand in this
-# session (EventProp vs finite differences ≤ 1e-4) and return to CI once each runs in a
-# process of its own: `pytest tests/test_gradients.py -k "EIF or AdEx ..."` with
-# EVENTSNN_ALL_GRADIENT_MODELS=1.
-CHECKED = ["LIF", "LIF-subtract", "DeltaLIF", "IAF", "QIF"]
-if os.environ.get("EVENTSNN_ALL_GRADIENT_MODELS"):
-    CHECKED = list(MODELS)
-
-
-@pytest.mark.parametrize("name", CHECKED)
-def test_modes_agree_with_each_other_and_finite_differences(name):
-    if name in KINKED:
-        modes = ("autodiff",)
-    elif name in BOTH_MODES:
-        modes = ("eventprop", "autodiff")
-    else:
-        modes = ("eventprop",)
-    nets = {mode: build(name, mode) for mode in modes}
-    net = nets[modes[0]]
-    out = net(X)
-    assert not bool(out.overflow.any()), out.overflow
-    assert int(out.layers[0].counts.max()) >= 2, "want several spikes per neuron"
-    grads = {m: eqx.filter_grad(spike_loss)(n, X) for m, n in nets.items()}
-    gx = {m: jax.grad(lambda x: spike_loss(n, x))(X) for m, n in nets.items()}
-    g_ep, g_ad = grads[modes[0]], grads[modes[-1]]
-    for a, b in zip(jax.tree.leaves(g_ep), jax.tree.leaves(g_ad)):
-        assert_close(a, b, "eventprop vs autodiff")
-    assert_close(gx[modes[0]], gx[modes[-1]], "input times: eventprop vs autodiff")
-    # Finite differences: a few weights of each layer, every neuron parameter of
-    # layer 0, and every finite input time.
-    for layer in (0, 1):
-        for i, j in [(0, 0), (1, 1), (2, 0)] if layer == 0 else [(0, 0), (3, 1)]:
-            def f(v, layer=layer, i=i, j=j):
-                w = net.weights[layer].at[i, j].set(v)
-                return spike_loss(eqx.tree_at(lambda m: m.weights[layer], net, w), X)
-
-            fd = central_difference(f, net.weights[layer][i, j])
-            assert_close(g_ep.weights[layer][i, j], fd, f"dL/dW{layer}[{i},{j}]")
-    # Every parameter of the model is an array leaf (`param` fields).
-    for index, (leaf, g) in enumerate(zip(jax.tree.leaves(net.neurons[0]),
-                                          jax.tree.leaves(g_ep.neurons[0]))):
-        def f(v, index=index):
-            def where(m):
-                return jax.tree.leaves(m.neurons[0])[index]
-            return spike_loss(eqx.tree_at(where, net, v), X)
-
-        assert_close(g, central_difference(f, leaf), f"dL/dparam[{index}]")
-    for i in range(X.shape[0]):
-        for j in range(X.shape[1]):
-            if np.isfinite(X[i, j]):
-                fd = central_difference(lambda v: spike_loss(net, X.at[i, j].set(v)),
-                                        X[i, j])
-                assert_close(gx[modes[0]][i, j], fd, f"dL/dx[{i},{j}]")
-            else:
-                assert gx[modes[0]][i, j] == 0.0
-
-
-def test_eventprop_refuses_models_with_kinks():
-    net = build("Refractory", "eventprop")
-    assert int(net(X).counts.sum()) > 0  # the forward pass works
-    with pytest.raises(NotImplementedError, match="autodiff"):
-        eqx.filter_grad(spike_loss)(net, X)
 
 
 # ------------------------------------------------------------ analytic LIF formula

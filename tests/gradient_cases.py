@@ -1,0 +1,70 @@
+"""Shared cases of the gradient tests: a two-layer network per shipped model with
+several spikes per neuron, a loss over every spike time, and the comparison helpers."""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import eventsnn as es
+from helpers import SinCos
+
+jax.config.update("jax_enable_x64", True)
+
+X = jnp.array([[0.3, 6.0], [1.0, jnp.inf], [2.0, 8.0], [3.0, jnp.inf], [0.5, 4.0]])
+EPS = 1e-5  # central differences: O(EPS²) truncation, solver noise / EPS
+
+
+# (model, weight gain): weights are gain × w_fire × U(0.3, 1), with w_fire the weight
+# of one input spike that just makes the model fire (measured), so every model fires a
+# few times per neuron.
+MODELS = {
+    "LIF": (es.LIF(), 0.45),
+    "LIF-subtract": (es.LIF(reset_mode="subtract"), 0.45),
+    "DeltaLIF": (es.DeltaLIF(bias=0.9), 0.6),
+    "AlphaLIF": (es.AlphaLIF(), 0.45),
+    "IAF": (es.IAF(leak=0.05), 0.6),
+    "QIF": (es.QIF(), 3.0),
+    "EIF": (es.EIF(), 0.6),
+    "AdEx": (es.AdEx(), 0.7),
+    "Izhikevich": (es.Izhikevich(), 1.5),
+    "Refractory": (es.Refractory(es.LIF(), t_ref=1.5), 1.0),
+    "custom": (SinCos(tau_mem=1.0, threshold=0.5), 0.5),
+}
+
+
+def spike_loss(net, x):
+    """A loss that weighs every kept spike time of both layers differently."""
+    out = net(x)
+    total = 0.0
+    for layer in out.layers:
+        t = jnp.where(jnp.isfinite(layer.times), layer.times, 0.0)
+        total = total + jnp.sum(t * jnp.linspace(1.0, 2.0, t.size).reshape(t.shape))
+    return total
+
+
+def build(name, gradient):
+    model, gain = MODELS[name]
+    # Reverse mode through an adaptive solver keeps checkpoints for `max_steps` steps
+    # per segment: a smaller budget than the default 4096 keeps "autodiff" light.
+    solver = None if model.linear and model.state_size <= 2 else es.DiffraxSegments(
+        max_steps=256)
+    net = es.FeedForward(5, [4, 2], model, jax.random.key(2), t_max=25.0,
+                         max_spikes=8, max_events=80, gradient=gradient, solver=solver)
+    w_fire = 2.5 if name == "custom" else es._init.firing_weight(model, 25.0)
+    keys = jax.random.split(jax.random.key(7), 2)
+    weights = [gain * w_fire * jax.random.uniform(k, w.shape, minval=0.3, maxval=1.0)
+               for k, w in zip(keys, net.weights)]
+    return eqx.tree_at(lambda m: m.weights, net, weights)
+
+
+def central_difference(f, value):
+    eps = EPS * max(1.0, abs(float(value)))  # relative step for large parameters
+    return (f(value + eps) - f(value - eps)) / (2 * eps)
+
+
+def assert_close(a, b, what, rtol=1e-4):
+    a, b = np.asarray(a), np.asarray(b)
+    scale = max(np.max(np.abs(b)), 1e-3)
+    err = np.max(np.abs(a - b)) / scale
+    assert err <= rtol, f"{what}: relative error {err:.2e} (got {a}, expected {b})"
