@@ -114,15 +114,21 @@ class TrainResult:
 
     **Fields:**
 
-    - `net`: the trained network.
+    - `net`: the trained network: with validation data and ``keep_best`` (the
+      default) the one of the epoch with the best validation accuracy, else the last.
     - `opt_state`: the final optimiser state.
     - `history`: one dict of metrics per epoch (also written to
       ``log_dir/metrics.csv``).
+    - `best_epoch`: the epoch (from 1) whose network is `net`; ``None`` when `net`
+      is simply the last one (no validation data, or ``keep_best=False``).
+    - `last_net`: the network after the last epoch.
     """
 
     net: FeedForward
     opt_state: optax.OptState
     history: list[dict]
+    best_epoch: int | None = None
+    last_net: FeedForward | None = None
 
 
 def _trainable(net: FeedForward, train: str):
@@ -290,10 +296,15 @@ def _penalty_weight(net: FeedForward, silent_penalty):
 
 
 # ----------------------------------------------------------------- checkpoints
+def _save_leaves(path: pathlib.Path, tree):
+    """Serialise ``tree`` to ``path`` atomically (a crash leaves the old file)."""
+    tmp = path.with_name(path.name + ".tmp")
+    eqx.tree_serialise_leaves(tmp, tree)
+    tmp.replace(path)
+
+
 def _save_checkpoint(folder: pathlib.Path, net, opt_state, history, seed, train):
-    tmp = folder / "checkpoint.eqx.tmp"
-    eqx.tree_serialise_leaves(tmp, (net, opt_state))
-    tmp.replace(folder / "checkpoint.eqx")
+    _save_leaves(folder / "checkpoint.eqx", (net, opt_state))
     (folder / "checkpoint.json").write_text(
         json.dumps(dict(epoch=len(history), seed=seed, train=train, history=history),
                    indent=1)
@@ -354,6 +365,7 @@ def fit(
     silent_bump: float = 0.05,
     silent_penalty: float | None = None,
     max_overflow: float = 0.01,
+    keep_best: bool = True,
     log_dir=None,
     resume: bool = False,
     progress: bool = True,
@@ -377,8 +389,13 @@ def fit(
     - `train`: ``"weights"`` or ``"all"`` (also every neuron parameter: τ's,
       thresholds, biases).
     - `silent_bump`, `silent_penalty`, `max_overflow`: see the module docstring.
+    - `keep_best`: with `validation`, return the network of the epoch with the best
+      validation accuracy (the first of equals) rather than the last. Spike-time
+      training is noisy from epoch to epoch (an output neuron that falls silent costs
+      several percent until it is bumped back), so the last epoch is often not the
+      best; the test set plays no part in the choice.
     - `log_dir`: folder for ``metrics.csv``, ``checkpoint.eqx``/``.json`` (written
-      after every epoch).
+      after every epoch) and ``best.eqx`` (the best network so far).
     - `resume`: continue from the checkpoint in ``log_dir`` (the epochs already done
       count towards ``epochs``).
     - `progress`: show a tqdm progress bar with the running loss and accuracy.
@@ -423,6 +440,13 @@ def fit(
             net, opt_state, history = load_checkpoint(folder, net, optimizer)
     elif resume:
         raise ValueError("`resume=True` needs `log_dir`.")
+
+    keep_best = keep_best and validation is not None
+    best_net, best_epoch = None, None
+    if keep_best and history and (folder / "best.eqx").exists():
+        # Resumed: the best of the epochs already done.
+        best_epoch = _best_epoch(history)
+        best_net = eqx.tree_deserialise_leaves(folder / "best.eqx", net)
 
     data_sharding, replicated = _sharding()
     params, static = eqx.partition(net, eqx.is_array)
@@ -471,6 +495,10 @@ def fit(
             row.update(val_loss=val["loss"], val_accuracy=val["accuracy"],
                        val_overflow=val["overflow"])
         history.append(row)
+        if keep_best and _best_epoch(history) == epoch + 1:
+            best_net, best_epoch = net, epoch + 1
+            if folder is not None:
+                _save_leaves(folder / "best.eqx", best_net)
         if progress:
             shown = ", ".join(
                 f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
@@ -489,5 +517,15 @@ def fit(
                 "event budget in this epoch (see es.RESULTS); raise the network's "
                 "`max_events` (or `max_spikes`), or pass a larger `max_overflow`."
             )
-    return TrainResult(net=eqx.combine(params, static), opt_state=opt_state,
-                       history=history)
+    last = eqx.combine(params, static)
+    if best_net is None:
+        best_epoch = None
+    return TrainResult(net=last if best_net is None else best_net,
+                       opt_state=opt_state, history=history, best_epoch=best_epoch,
+                       last_net=last)
+
+
+def _best_epoch(history: list[dict]) -> int:
+    """The epoch (from 1) with the highest validation accuracy, the first of equals."""
+    accuracies = [row.get("val_accuracy", -1.0) for row in history]
+    return int(np.argmax(accuracies)) + 1

@@ -55,7 +55,13 @@ def test_training_beats_chance_and_is_reproducible(data, tmp_path):
     after = es.train.evaluate(runs[0].net, val, loss)
     assert after["accuracy"] > max(0.55, before["accuracy"] + 0.2), (before, after)
     assert after["loss"] < before["loss"]
-    assert hist[-1]["val_accuracy"] == pytest.approx(after["accuracy"])
+    # The network returned is the epoch with the best validation accuracy (the first
+    # of equals); the last one is kept beside it.
+    val_acc = [row["val_accuracy"] for row in hist]
+    assert runs[0].best_epoch == int(np.argmax(val_acc)) + 1
+    assert after["accuracy"] == pytest.approx(max(val_acc))
+    last = es.train.evaluate(runs[0].last_net, val, loss)
+    assert last["accuracy"] == pytest.approx(val_acc[-1])
     # Only the weights were trained by default.
     same = jax.tree.map(lambda a, b: bool(np.all(np.asarray(a) == np.asarray(b))),
                         runs[0].net.neurons, small_net().neurons)
@@ -63,23 +69,28 @@ def test_training_beats_chance_and_is_reproducible(data, tmp_path):
 
 
 def test_checkpoint_resume_continues_the_run(data, tmp_path):
-    train, _ = data
+    train, val = data
     loss, opt = LOSS, OPT
-    full = es.train.fit(small_net(), loss, opt, train, epochs=3, batch_size=BATCH,
-                        progress=False, log_dir=tmp_path / "full")
-    es.train.fit(small_net(), loss, opt, train, epochs=2, batch_size=BATCH,
-                 progress=False, log_dir=tmp_path / "part")
-    resumed = es.train.fit(small_net(), loss, opt, train, epochs=3, batch_size=BATCH,
-                           progress=False, log_dir=tmp_path / "part", resume=True)
-    # Resuming after epoch 2 gives exactly the uninterrupted run.
+    common = dict(batch_size=BATCH, progress=False, validation=val.subset(100))
+    full = es.train.fit(small_net(), loss, opt, train, epochs=3,
+                        log_dir=tmp_path / "full", **common)
+    es.train.fit(small_net(), loss, opt, train, epochs=2, log_dir=tmp_path / "part",
+                 **common)
+    resumed = es.train.fit(small_net(), loss, opt, train, epochs=3,
+                           log_dir=tmp_path / "part", resume=True, **common)
+    # Resuming after epoch 2 gives exactly the uninterrupted run, including which
+    # epoch's network is the best.
     assert len(resumed.history) == 3
     assert resumed.history[2]["train_loss"] == full.history[2]["train_loss"]
-    for a, b in zip(resumed.net.weights, full.net.weights):
-        np.testing.assert_array_equal(a, b)
+    assert resumed.best_epoch == full.best_epoch
+    for run_a, run_b in ((resumed.net, full.net), (resumed.last_net, full.last_net)):
+        for a, b in zip(run_a.weights, run_b.weights):
+            np.testing.assert_array_equal(a, b)
     # Save -> load -> identical predictions.
     net, _, history = es.train.load_checkpoint(tmp_path / "full", small_net(), opt)
     x = jnp.asarray(train.inputs[:16])
-    np.testing.assert_array_equal(jax.vmap(net)(x).first, jax.vmap(full.net)(x).first)
+    np.testing.assert_array_equal(jax.vmap(net)(x).first,
+                                  jax.vmap(full.last_net)(x).first)
     assert len(history) == 3
     rows = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,train_loss") and len(rows) == 4
@@ -197,3 +208,6 @@ def test_cli_train_smoke(tmp_path):
     for name in ("curves", "raster", "membrane", "decision_map"):
         assert (tmp_path / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
     assert (tmp_path / "checkpoint.eqx").exists()
+    # One epoch: the best network is that epoch's, saved and reported.
+    assert (tmp_path / "best.eqx").exists() and summary["best_epoch"] == 1
+    assert "kept the network of epoch 1" in text

@@ -16,16 +16,19 @@ from .. import train as _train_lib
 from .._network import FeedForward
 from ._common import NEURONS, _positive, precision
 
-# Per-dataset defaults: network shape, schedule, loss temperature. LAMB (Adam with a
-# per-layer trust ratio) because the layers' weight scales differ by ~30x (fan-in 5
-# vs 120): one Adam step size is too large for one layer or too small for the other.
+# Per-dataset defaults: network shape, schedule, loss. LAMB (Adam with a per-layer
+# trust ratio) because the layers' weight scales differ by ~30x (fan-in 5 vs 120): one
+# Adam step size is too large for one layer or too small for the other. The learning
+# rate follows a cosine from `lr` down to 2 % of it: with a constant or slowly
+# decaying rate the validation accuracy kept jumping by several percent from epoch to
+# epoch (measured on Yin-Yang; README). `alpha` weighs the early-spike regulariser,
+# `penalty` the max-membrane penalty of a silent correct output neuron.
+_COMMON = dict(epochs=30, lr=5e-3, batch_size=64, t_max=30.0, tau=2.5, alpha=0.01,
+               penalty=5.0)
 DEFAULTS = {
-    "yin-yang": dict(hidden=120, epochs=20, lr=1e-2, batch_size=64, t_max=30.0,
-                     tau=2.5, decay=0.95),
-    "digits": dict(hidden=100, epochs=20, lr=1e-2, batch_size=64, t_max=30.0,
-                   tau=2.5, decay=0.95),
-    "mnist5k": dict(hidden=200, epochs=20, lr=1e-2, batch_size=64, t_max=30.0,
-                    tau=2.5, decay=0.95),
+    "yin-yang": dict(_COMMON, hidden=120),
+    "digits": dict(_COMMON, hidden=100),
+    "mnist5k": dict(_COMMON, hidden=200),
 }
 
 
@@ -39,8 +42,6 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=_positive(int), default=None)
     parser.add_argument("--lr", type=_positive(float), default=None,
                         help="LAMB learning rate (relative step per layer)")
-    parser.add_argument("--decay", type=_positive(float), default=None,
-                        help="learning-rate factor per epoch")
     parser.add_argument("--batch-size", type=_positive(int), default=None)
     parser.add_argument("--train-size", type=_positive(int), default=None,
                         help="use only the first N training samples (quick runs)")
@@ -68,7 +69,7 @@ def build_network(args, in_size, n_out, settings) -> FeedForward:
 
 def _run_train(args: argparse.Namespace) -> int:
     settings = dict(DEFAULTS[args.dataset])
-    for key in ("hidden", "epochs", "lr", "decay", "batch_size"):
+    for key in ("hidden", "epochs", "lr", "batch_size"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     out_dir = args.out or Path("runs") / args.dataset
@@ -84,31 +85,39 @@ def _run_train(args: argparse.Namespace) -> int:
         train = train.subset(args.train_size)
     net = build_network(args, train.in_size, train.n_classes, settings)
     steps = -(-len(train) // settings["batch_size"])
-    schedule = optax.exponential_decay(settings["lr"], steps, settings["decay"])
+    schedule = optax.cosine_decay_schedule(settings["lr"], steps * settings["epochs"],
+                                           alpha=0.02)
     optimizer = optax.lamb(schedule)
-    loss = _train_lib.first_spike_loss(tau=settings["tau"])
+    loss = _train_lib.first_spike_loss(tau=settings["tau"], alpha=settings["alpha"],
+                                       t_silent=settings["t_max"])
     print(f"{args.dataset}: {len(train)} train / {len(validation)} validation / "
           f"{len(test)} test samples, {train.in_size} inputs, {train.n_classes} classes")
     print(f"network {train.in_size}-{settings['hidden']}-{train.n_classes}, hidden "
           f"{type(net.neurons[0]).__name__}, output LIF, {args.dtype}, seed {args.seed}")
     print(f"{settings['epochs']} epochs, batch {settings['batch_size']}, LAMB lr "
-          f"{settings['lr']:g} x {settings['decay']:g}/epoch, first-spike "
-          f"cross-entropy (tau {settings['tau']:g} ms), {len(jax.devices())} device(s)")
+          f"{settings['lr']:g} (cosine decay), first-spike cross-entropy (tau "
+          f"{settings['tau']:g} ms, regulariser {settings['alpha']:g}), "
+          f"{len(jax.devices())} device(s)")
     start = time.perf_counter()
     result = _train_lib.fit(
         net, loss, optimizer, train, validation=validation,
         epochs=settings["epochs"], batch_size=settings["batch_size"], seed=args.seed,
+        silent_penalty=settings["penalty"],
         log_dir=out_dir, resume=args.resume, progress=not args.no_progress,
         callback=_print_row if args.no_progress else None,
     )
     wall = time.perf_counter() - start
     metrics = _train_lib.evaluate(result.net, test, loss)
+    best = result.best_epoch
     summary = dict(dataset=args.dataset, neuron=args.neuron, seed=args.seed,
                    test_accuracy=metrics["accuracy"], test_loss=metrics["loss"],
                    test_overflow=metrics["overflow"], train_seconds=round(wall, 1),
-                   **settings)
+                   best_epoch=best, **settings)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     print(f"training took {wall:.1f} s")
+    if best is not None:
+        print(f"kept the network of epoch {best} (best validation accuracy "
+              f"{result.history[best - 1]['val_accuracy']:.3f})")
     if not args.no_plots:
         for path in _plots(result, test, out_dir, args.dataset):
             print(f"wrote {path}")
