@@ -4,10 +4,10 @@ diffrax locates an event by root-finding a scalar function of time on the step i
 which the event function changed sign. Under ``vmap`` that root find also runs for the
 batch elements that had *no* event; diffrax then hands them the decreasing function
 ``t_end - t`` on their last step, whose root is the step's end. ``optx.Bisection``
-needs the direction fixed for the whole batch (``flip=True/False``) or checks the
-bracket with an error (``"detect"``, which then raises for degenerate brackets), so
-one of the two kinds of batch element always ends "not converged" and the whole solve
-reports a failure. This finder picks the direction per element from the values at the
+needs the direction fixed for the whole batch (``flip=True/False``), so the elements
+without an event walk to the wrong end and report "not converged" (a failed solve),
+or it checks the bracket (``"detect"``) with a runtime error that those same elements
+trigger: the value at the step's end is exactly 0, so neither end is negative. This finder picks the direction per element from the values at the
 bracket's ends and stops on the bracket's width alone, which a bisection always
 reaches.
 """
