@@ -147,11 +147,14 @@ def eventsnn_engine(
     max_spikes=1,
     batching="vmap",
     name=None,
+    loop=False,
 ) -> Engine:
     """eventsnn with the given gradient mode and spike budget.
 
     ``batching``: ``"vmap"`` (the normal way) or ``"map"`` (``jax.lax.map``, one sample
-    after another; used where vmap is known to be wrong, see `batch_ok`).
+    after another; a fallback, see `batch_ok`). ``loop``: LIF in first-spike mode
+    through the event loop (``es.ExactSegments(parallel=False)``) instead of the
+    default loop-free path, so that both can be timed in one run.
     """
     dtype = jnp.dtype(w.dtype)
     net = es.FeedForward(
@@ -162,6 +165,7 @@ def eventsnn_engine(
         t_max=w.t_max,
         gradient=gradient,
         max_spikes=max_spikes,
+        solver=es.ExactSegments(parallel=False) if loop else None,
     )
     net = eqx.tree_at(
         lambda n: n.weights, net, [jnp.asarray(a, dtype) for a in weights]
@@ -199,6 +203,8 @@ def eventsnn_engine(
     label = name or f"eventsnn {gradient}" + (
         " first-spike" if max_spikes == 1 else f" multi-spike ({max_spikes})"
     )
+    if loop:
+        label += " [event loop]"
     if batching == "map":
         label += " [map]"
     return Engine(

@@ -9,7 +9,8 @@ differences are the methods', not float32 rounding.
 
 Cases:
 
-- LIF, one spike per neuron: eventsnn autodiff; jaxsnn with the Newton solver used in
+- LIF, one spike per neuron: eventsnn's default (loop-free) path against its autodiff
+  through the event loop; jaxsnn with the Newton solver used in
   the benchmarks, and with its default closed-form solver (which assumes tau_mem /
   tau_syn in {1, 2}: shows what happens at 4); eventax with its defaults (Euler dt =
   0.01 ms, Newton root tolerance 1e-2) and with dt = 1e-3 ms and tolerance 1e-10 (its
@@ -103,7 +104,7 @@ def _run(args, dev) -> dict:
     def lif_first(w, weights):
         engines = [
             C.eventsnn_engine(w, weights),
-            C.eventsnn_engine(w, weights, gradient="autodiff"),
+            C.eventsnn_engine(w, weights, gradient="autodiff", loop=True),
         ]
         if "jaxsnn" in have:
             engines += [

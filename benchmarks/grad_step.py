@@ -7,9 +7,11 @@ jaxsnn 0.3.0 on identical weights, inputs and labels?
 
 Rows (per batch size):
 
-- eventsnn ``gradient="eventprop"``, first-spike mode (``max_spikes=1``): the
-  reference every ratio is taken against;
-- eventsnn ``gradient="autodiff"``, first-spike mode;
+- eventsnn first-spike mode (``max_spikes=1``), default settings: LIF layers take the
+  loop-free path (``_first_spike.py``); the reference every ratio is taken against;
+- the same through the event loop (``es.ExactSegments(parallel=False)``), with
+  ``gradient="eventprop"`` and with ``gradient="autodiff"``: the path the first row
+  replaced, timed in the same run;
 - eventsnn EventProp, multi-spike mode (``max_spikes=16``, reset to 0, so neurons fire
   again: more events than the first-spike rows, not the same work);
 - jaxsnn (EventProp; its Newton spike-time solver, see ``_peers.py``);
@@ -45,12 +47,13 @@ def engines_for(w: C.Workload, weights, args, smoke: bool):
     if w.neuron == "lif":
         engines = [
             C.eventsnn_engine(w, weights),
-            C.eventsnn_engine(w, weights, gradient="autodiff"),
+            C.eventsnn_engine(w, weights, loop=True),
+            C.eventsnn_engine(w, weights, gradient="autodiff", loop=True),
             C.eventsnn_engine(w, weights, max_spikes=C.MULTI_SPIKES),
         ]
     else:
-        # vmap over a diffrax-path layer is wrong in this eventsnn (README:
-        # "Findings"), so batch with lax.map when vmap reports failures.
+        # A fallback kept from an earlier version, in which vmap over a diffrax-path
+        # layer reported false failures: batch with lax.map if vmap reports any.
         engine = C.eventsnn_engine(w, weights)
         x, _ = C.make_data(w)
         if C.batch_ok(engine, x[: min(len(x), 8)]):

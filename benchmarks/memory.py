@@ -61,9 +61,14 @@ def versus_events(ks, hidden, batch):
         x = inputs(jax.random.key(1), batch, 5, k, 30.0)
         labels = jnp.zeros((batch,), jnp.int32)
         row = {"K": k, "events": 5 * k}
-        for mode in ("eventprop", "autodiff"):
+        # The two modes through the event loop, and the default loop-free first-spike
+        # path (`_first_spike.py`), which both modes share.
+        for mode, solver in (("eventprop", es.ExactSegments(parallel=False)),
+                             ("autodiff", es.ExactSegments(parallel=False)),
+                             ("loop-free", None)):
             net = es.FeedForward(5, [hidden, 3], es.LIF(), jax.random.key(0), t_max=30.0,
-                                 gradient=mode)
+                                 gradient="eventprop" if mode == "loop-free" else mode,
+                                 solver=solver)
             row[mode] = step_memory(net, x, labels)["total_MiB"]
         rows.append(row)
     return rows
@@ -85,9 +90,12 @@ def versus_steps(budgets, hidden, batch):
 
 
 def table(rows, key):
-    lines = [f"{key:>10} | eventprop (MiB) | autodiff (MiB)"]
+    extra = "loop-free" in rows[0]
+    lines = [f"{key:>10} | eventprop (MiB) | autodiff (MiB)"
+             + (" | loop-free (MiB)" if extra else "")]
     for r in rows:
-        lines.append(f"{r[key]:>10} | {r['eventprop']:>15.2f} | {r['autodiff']:>14.2f}")
+        lines.append(f"{r[key]:>10} | {r['eventprop']:>15.2f} | {r['autodiff']:>14.2f}"
+                     + (f" | {r['loop-free']:>15.2f}" if extra else ""))
     return "\n".join(lines)
 
 

@@ -125,7 +125,11 @@ class AffineFlow(eqx.Module):
         tr = A[:, 0, 0] + A[:, 1, 1]
         half_gap_sq = (0.5 * (A[:, 0, 0] - A[:, 1, 1])) ** 2 + A[:, 0, 1] * A[:, 1, 0]
         real = half_gap_sq >= 0
-        half_gap = jnp.sqrt(jnp.maximum(half_gap_sq, 0.0))
+        # √ has an infinite derivative at 0 (equal eigenvalues, e.g. τ_mem = τ_syn).
+        # The flow is a smooth, symmetric function of (λ1, λ2), so at that point
+        # only d(λ1 + λ2) matters: giving the gap a zero derivative there is exact.
+        apart = half_gap_sq > 0
+        half_gap = jnp.where(apart, jnp.sqrt(jnp.where(apart, half_gap_sq, 1.0)), 0.0)
         return cls(A, b, 0.5 * tr - half_gap, 0.5 * tr + half_gap, real)
 
     @property
@@ -149,16 +153,31 @@ class AffineFlow(eqx.Module):
             y = jnp.exp(z) * y0[:, 0] + tau * _phi1(z) * self.b[:, 0]
             return y[:, None]
         z1, z2 = self.lam1 * tau, self.lam2 * tau
-        eye = jnp.eye(2, dtype=y0.dtype)
-        shifted = self.A - self.lam2[:, None, None] * eye  # A - λ2 I
-        # exp(Aτ) = e^{λ2τ} [I + τ φ1(δτ) (A - λ2 I)]
-        e2 = jnp.exp(z2)
-        hom = e2[:, None] * (y0 + (tau * _phi1(z1 - z2))[:, None] * _matvec(shifted, y0))
+        shifted = self._shifted()
         # τ φ1(Aτ) b = τ φ1(λ2τ) b + τ² φ1[λ1τ, λ2τ] (A - λ2 I) b
         part = (tau * _phi1(z2))[:, None] * self.b + (
             tau**2 * _phi1_divided(z1, z2)
         )[:, None] * _matvec(shifted, self.b)
-        return hom + part
+        return self.homogeneous(tau, y0) + part
+
+    def _shifted(self):
+        eye = jnp.eye(2, dtype=self.A.dtype)
+        return self.A - self.lam2[:, None, None] * eye  # A - λ2 I
+
+    def homogeneous(self, tau: Float[Array, "*n"], y0: State) -> State:
+        """The flow without its constant drive: ``exp(Aτ) y0``.
+
+        **Arguments:** `tau` and `y0` as for ``__call__``.
+
+        **Returns:** ``exp(Aτ) y0``, the same shape as ``y0``.
+        """
+        tau = jnp.broadcast_to(tau, y0.shape[:1]).astype(y0.dtype)
+        if self.size == 1:
+            return jnp.exp(self.lam2 * tau)[:, None] * y0
+        # exp(Aτ) = e^{λ2τ} [I + τ φ1(δτ) (A - λ2 I)]
+        grow = tau * _phi1((self.lam1 - self.lam2) * tau)
+        return jnp.exp(self.lam2 * tau)[:, None] * (
+            y0 + grow[:, None] * _matvec(self._shifted(), y0))
 
     def velocity(self, y: State) -> State:
         """The vector field.
@@ -237,9 +256,21 @@ def first_crossing(
     """
     dtype = y0.dtype
 
+    eps = jnp.finfo(dtype).eps
+    abs_c = jnp.abs(c)
+
     def g_and_slope(tau):
         y = flow(tau, y0)
         return rowdot(c, y) + g0, rowdot(c, flow.velocity(y))
+
+    def g_slope_floor(tau):
+        # Also whether |g| is within a few rounding errors of the terms it is summed
+        # from: no finer root is representable there (in float32, Newton would
+        # otherwise wander at that noise level until the bracket closes).
+        y = flow(tau, y0)
+        g = rowdot(c, y) + g0
+        floor = jnp.abs(g) <= 4 * eps * (rowdot(abs_c, jnp.abs(y)) + jnp.abs(g0))
+        return g, rowdot(c, flow.velocity(y)), floor
 
     g_end, _ = g_and_slope(length)
     t_peak = flow.peak_time(c, y0)
@@ -263,7 +294,7 @@ def first_crossing(
 
     def body(carry):
         k, lo, hi, x, done = carry
-        g, slope = g_and_slope(x)
+        g, slope, floor = g_slope_floor(x)
         below = g < 0
         lo = jnp.where(below, x, lo)
         hi = jnp.where(below, hi, x)
@@ -271,7 +302,7 @@ def first_crossing(
         newton = x - g / safe_slope
         inside = (slope > 0) & (newton > lo) & (newton < hi)
         x_new = jnp.where(inside, newton, 0.5 * (lo + hi))
-        exact = g == 0
+        exact = (g == 0) | floor
         narrow = hi - lo <= xtol
         still = jnp.abs(x_new - x) <= xtol
         x_next = jnp.where(exact, x, jnp.where(narrow, hi, x_new))

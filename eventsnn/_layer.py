@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from ._current import AbstractCurrent
 from ._custom_types import Array, Bool, Float, Int
 from ._neuron import AbstractNeuron
-from ._solve import AbstractSegmentSolver, event_function
+from ._solve import AbstractSegmentSolver, event_function, layer_dynamics, moving_mask
 from ._spikes import RESULTS, LayerSpikes
 
 # What a neuron did in one iteration (recorded for the gradient replay).
@@ -192,7 +192,9 @@ def run_layer(
         ptr=jnp.zeros((), jnp.int32),
         times=jnp.full((n, max_spikes), jnp.inf, dtype),
         counts=jnp.zeros((n,), jnp.int32),
-        waiting=jnp.zeros((n,), bool),
+        # An input at t = 0 is applied before anyone may fire (simultaneous inputs
+        # act as their sum), as with the population clock's `pending`.
+        waiting=jnp.full((n,), inputs.time(0) <= 0),
         done=jnp.zeros((), bool),
         failed=jnp.zeros((), bool),
         traj=traj0,
@@ -328,21 +330,29 @@ def _own_clock_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
     """
     t_next = inputs.time(c.ptr)
     deliver = jnp.all(c.waiting) & (t_next < t_max)
-    y = jnp.where(deliver, neuron.input_spikes(c.y, weights[inputs.channel(c.ptr)]),
-                  c.y)
+    # Every neuron waits at t_next. One that got there through an earlier input at
+    # the same instant has a clock derived from that input's time: move it to this
+    # input's (no change in value; under autodiff, each simultaneous input then
+    # carries its own derivative).
+    active = _active(c.counts, max_spikes)
+    t_in = jnp.where(deliver, t_next, c.t)
+    gap = t_in - c.t
+    f = layer_dynamics(neuron, current, c.t, c.y, moving_mask(active, c.y))
+    y = c.y + f * (gap - jax.lax.stop_gradient(gap))[:, None]
+    t0 = t_in
+    y = jnp.where(deliver, neuron.input_spikes(y, weights[inputs.channel(c.ptr)]), y)
     ptr = c.ptr + deliver
     t_end = jnp.minimum(inputs.time(ptr), t_max)
     hold = deliver & (t_end == t_next)  # another input spike at this very instant
     waiting = (c.waiting & ~deliver) | hold
 
-    active = _active(c.counts, max_spikes)
-    g = neuron.spike_condition(c.t, y, current(c.t))
+    g = neuron.spike_condition(t0, y, current(t0))
     above = active & (g >= 0) & ~waiting
-    seg = segments.advance(neuron, current, ctx, c.t, t_end, y, active & ~waiting)
+    seg = segments.advance(neuron, current, ctx, t0, t_end, y, active & ~waiting)
     hit = seg.hit & ~waiting & ~above
     spiked = above | hit
     moved = ~waiting & ~above
-    t_new = jnp.where(moved, seg.t, c.t)
+    t_new = jnp.where(moved, seg.t, t0)
     y_new = jnp.where(moved[:, None], seg.y, y)
     times, counts = _record(c.counts, c.times, spiked, t_new, max_spikes)
     y_next = neuron.reset(y_new, spiked)
@@ -352,8 +362,8 @@ def _own_clock_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
         done = done | jnp.all(counts >= 1)
     traj = c.traj
     if ts is not None:
-        values = segments.evaluate(neuron, current, ctx, c.t, t_new, y, ts, active)
-        traj = _fill(traj, ts, values, c.t, t_new, t_new >= t_max)
+        values = segments.evaluate(neuron, current, ctx, t0, t_new, y, ts, active)
+        traj = _fill(traj, ts, values, t0, t_new, t_new >= t_max)
     log = None
     if c.log is not None:
         kind = jnp.where(above, SPIKE_NOW, jnp.where(

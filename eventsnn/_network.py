@@ -39,11 +39,14 @@ class FeedForward(eqx.Module):
     - `max_events`: static bound on event-loop iterations per layer (an int for all
       layers or one per layer). Default: enough for every input spike plus
       ``max_spikes`` spikes per neuron. Exceeding it is reported, never silent.
+      Unused by linear layers in first-spike mode, which need no event loop.
     - `max_spikes`: spike times kept per neuron. ``1`` (default) is first-spike mode:
       a neuron that has fired is done, which is what spike-time losses need and the
-      fastest mode. A neuron that has fired is switched off: its state stays at the
-      post-reset value (`state_at_t` shows it flat), so models whose membrane runs
-      away without a reset (EIF, QIF) cannot overflow after their one spike.
+      fastest mode (linear layers on the exact flow map then skip the event loop
+      altogether, see `eventsnn.ExactSegments`). A neuron that has fired is switched
+      off: its state stays at the post-reset value (`state_at_t` shows it flat), so
+      models whose membrane runs away without a reset (EIF, QIF) cannot overflow
+      after their one spike.
     - `solver`: ``None`` (automatic: exact flow map for linear models with ≤ 2 state
       variables, else ``diffrax.Tsit5()`` at tight tolerances), ``es.ExactLinear()``,
       any diffrax solver, or a configured segment solver

@@ -40,10 +40,16 @@ class AbstractNeuron(eqx.Module):
       is affine in ``y``. Such models can use the exact flow map
       ([`eventsnn.ExactLinear`][]) instead of a numerical solver. A model that claims to
       be linear and is not gets wrong results, so leave it ``False`` when unsure.
+    - ``additive_input``: set to ``True`` only if ``input_spikes(y, w)`` is
+      ``y + J(w)`` with a jump ``J`` that does not depend on ``y`` (current- or
+      voltage-based synapses, not conductance jumps). A linear model with additive
+      inputs obeys superposition, which first-spike mode uses to differentiate
+      without a sequential loop; ``False`` (the safe default) is always correct.
     """
 
     state_names: eqx.AbstractClassVar[tuple[str, ...]]
     linear: ClassVar[bool] = False
+    additive_input: ClassVar[bool] = False
 
     @abc.abstractmethod
     def init_state(self, n: int) -> State:

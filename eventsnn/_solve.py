@@ -132,9 +132,14 @@ class ExactSegments(AbstractSegmentSolver):
 
     - `max_iters`: iterations of the bracketed Newton root find (default 60; it
       converges in a handful).
+    - `parallel`: in first-spike mode (``max_spikes=1``), compute a layer's first
+      spikes without an event loop (`_first_spike.py`: one scan over the inputs, then
+      every segment tested at once); default ``True``. ``False`` runs the event loop,
+      which gives the same times and gradients, more slowly.
     """
 
     max_iters: int = eqx.field(static=True, default=60)
+    parallel: bool = eqx.field(static=True, default=True)
 
     def prepare(self, neuron, current, n, dtype):
         name = type(neuron).__name__

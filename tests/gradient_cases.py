@@ -68,3 +68,50 @@ def assert_close(a, b, what, rtol=1e-4):
     scale = max(np.max(np.abs(b)), 1e-3)
     err = np.max(np.abs(a - b)) / scale
     assert err <= rtol, f"{what}: relative error {err:.2e} (got {a}, expected {b})"
+
+
+def check_modes_and_finite_differences(name):
+    """Both gradient modes of model ``name`` agree with each other and with central
+    finite differences (weights, every neuron parameter, input times)."""
+    modes = ("eventprop", "autodiff")
+    nets = {mode: build(name, mode) for mode in modes}
+    net = nets[modes[0]]
+    out = net(X)
+    assert not bool(out.overflow.any()), out.overflow
+    assert int(out.layers[0].counts.max()) >= 2, "want several spikes per neuron"
+    # One gradient program per mode, with respect to the network and the inputs.
+    both = {m: eqx.filter_grad(lambda nx: spike_loss(*nx))((n, X))
+            for m, n in nets.items()}
+    grads = {m: g[0] for m, g in both.items()}
+    gx = {m: g[1] for m, g in both.items()}
+    g_ep, g_ad = grads[modes[0]], grads[modes[-1]]
+    for a, b in zip(jax.tree.leaves(g_ep), jax.tree.leaves(g_ad)):
+        assert_close(a, b, "eventprop vs autodiff")
+    assert_close(gx[modes[0]], gx[modes[-1]], "input times: eventprop vs autodiff")
+    # Finite differences: a few weights of each layer, every neuron parameter of
+    # layer 0, and every finite input time.
+    for layer in (0, 1):
+        for i, j in [(0, 0), (1, 1), (2, 0)] if layer == 0 else [(0, 0), (3, 1)]:
+            def f(v, layer=layer, i=i, j=j):
+                w = net.weights[layer].at[i, j].set(v)
+                return spike_loss(eqx.tree_at(lambda m: m.weights[layer], net, w), X)
+
+            fd = central_difference(f, net.weights[layer][i, j])
+            assert_close(g_ep.weights[layer][i, j], fd, f"dL/dW{layer}[{i},{j}]")
+    # Every parameter of the model is an array leaf (`param` fields).
+    for index, (leaf, g) in enumerate(zip(jax.tree.leaves(net.neurons[0]),
+                                          jax.tree.leaves(g_ep.neurons[0]))):
+        def f(v, index=index):
+            def where(m):
+                return jax.tree.leaves(m.neurons[0])[index]
+            return spike_loss(eqx.tree_at(where, net, v), X)
+
+        assert_close(g, central_difference(f, leaf), f"dL/dparam[{index}]")
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            if np.isfinite(X[i, j]):
+                fd = central_difference(lambda v: spike_loss(net, X.at[i, j].set(v)),
+                                        X[i, j])
+                assert_close(gx[modes[0]][i, j], fd, f"dL/dx[{i},{j}]")
+            else:
+                assert gx[modes[0]][i, j] == 0.0

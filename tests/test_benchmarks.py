@@ -63,7 +63,8 @@ def test_grad_step_benchmark_smoke(tmp_path):
     result = _run("grad_step", tmp_path)
     rows = result["rows"]
     assert {r["engine"] for r in rows} == {
-        "eventsnn eventprop first-spike", "eventsnn autodiff first-spike",
+        "eventsnn eventprop first-spike", "eventsnn eventprop first-spike [event loop]",
+        "eventsnn autodiff first-spike [event loop]",
         "eventsnn eventprop multi-spike (16)"}
     for row in rows:
         _timed(row)
@@ -71,11 +72,13 @@ def test_grad_step_benchmark_smoke(tmp_path):
         assert row["ratio_to_eventsnn"] > 0
     ref = next(r for r in rows if r["engine"] == r["reference"])
     assert ref["ratio_to_eventsnn"] == 1.0 and ref["grad_rel_diff"] == 0.0
-    autodiff = next(r for r in rows if "autodiff" in r["engine"])
-    assert autodiff["grad_rel_diff"] < 1e-4  # same gradient, other code path
+    for name in ("eventsnn eventprop first-spike [event loop]",
+                 "eventsnn autodiff first-spike [event loop]"):
+        row = next(r for r in rows if r["engine"] == name)
+        assert row["grad_rel_diff"] < 1e-4  # same gradient, other code path
     check = result["cross_checks"][0]
     assert all(v == 0 for v in check["eventsnn_failures"].values())
-    autodiff_check = check["versus"]["eventsnn autodiff first-spike"]
+    autodiff_check = check["versus"]["eventsnn autodiff first-spike [event loop]"]
     assert autodiff_check["output"]["max_abs_diff_ms"] == 0
     no_peers = {"eventax": "--no-peers", "jaxsnn": "--no-peers"}
     assert result["notes"][0]["skipped"] == no_peers
@@ -106,9 +109,9 @@ def test_forward_benchmark_smoke(tmp_path):
 def test_crosscheck_benchmark_smoke(tmp_path):
     result = _run("crosscheck", tmp_path)
     first = result["cases"][0]
-    assert first["eventsnn_failures"] == {"eventsnn eventprop first-spike": 0,
-                                          "eventsnn autodiff first-spike": 0}
-    versus = first["versus"]["eventsnn autodiff first-spike"]
+    loop = "eventsnn autodiff first-spike [event loop]"
+    assert first["eventsnn_failures"] == {"eventsnn eventprop first-spike": 0, loop: 0}
+    versus = first["versus"][loop]
     assert versus["hidden"]["fire_mismatch"] == versus["output"]["fire_mismatch"] == 0
     assert versus["hidden"]["max_abs_diff_ms"] < 1e-9
-    assert first["gradients"]["eventsnn autodiff first-spike"]["grad_rel_diff"] < 1e-9
+    assert first["gradients"][loop]["grad_rel_diff"] < 1e-9

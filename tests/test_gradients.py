@@ -1,6 +1,6 @@
 """Exact gradients: against the analytic LIF first-spike formula, NaN-free for silent
 and partially silent batches and coincident inputs, and the max-membrane read-out
-(the per-model sweep is in test_gradients_models.py)."""
+(the per-model sweep is in test_gradients_models.py and test_gradients_models_2.py)."""
 
 import equinox as eqx
 import jax

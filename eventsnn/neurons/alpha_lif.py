@@ -40,6 +40,7 @@ class AlphaLIF(AbstractNeuron):
 
     state_names = ("v", "i", "x")
     linear = True
+    additive_input = True
 
     def __check_init__(self):
         check_positive(self, tau_mem=self.tau_mem, tau_syn=self.tau_syn)

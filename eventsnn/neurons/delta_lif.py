@@ -28,6 +28,7 @@ class DeltaLIF(AbstractNeuron):
 
     state_names = ("v",)
     linear = True
+    additive_input = True
 
     def __check_init__(self):
         check_positive(self, tau_mem=self.tau_mem)

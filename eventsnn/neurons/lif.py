@@ -44,6 +44,7 @@ class LIF(AbstractNeuron):
 
     state_names = ("v", "i")
     linear = True
+    additive_input = True
 
     def __check_init__(self):
         check_positive(self, tau_mem=self.tau_mem, tau_syn=self.tau_syn)

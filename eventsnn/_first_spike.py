@@ -1,0 +1,169 @@
+"""First-spike times of a linear layer without an event loop.
+
+In first-spike mode a neuron of a feedforward layer is done once it fires, so what
+happens before its spike depends only on the input spikes, which are known in advance.
+With an exact flow map (linear dynamics, see `_exact.py`) the whole layer is then a
+fixed amount of array work instead of a loop over events:
+
+1. the state of every neuron right after each input spike, by one ``lax.scan`` over the
+   sorted inputs (one flow step and one `input_spikes` per input, all neurons at once);
+2. for every (inter-input segment, neuron) pair at once, whether the spike condition is
+   met at the segment's start or crosses zero inside it (closed-form bracket: the
+   condition has at most one extremum per segment);
+3. per neuron, the first segment where it fires, and one bracketed Newton root find in
+   that segment only.
+
+The spike time carries its derivative through the implicit function theorem
+([`eventsnn._solve.implicit_time`][]); reverse mode through the scan keeps one state per
+input spike and neuron, the same memory as the EventProp replay. The event loop in
+`_layer.py` stays the reference (``ExactSegments(parallel=False)``), and the tests
+check that both give the same times and gradients.
+
+The semantics are the loop's: simultaneous inputs act as their sum (a neuron is tested
+for an immediate spike only once every input at that instant has arrived), an input
+that lifts a neuron over threshold makes it fire at that instant, and inputs at or
+after ``t_max`` are ignored.
+"""
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+
+from ._custom_types import Array, Float
+from ._exact import first_crossing, rowdot
+from ._layer import Inputs
+from ._solve import implicit_time
+from ._spikes import RESULTS, LayerSpikes
+
+
+@eqx.filter_jit
+def parallel_first_spikes(
+    neuron, weights: Float[Array, "n_in n"], in_times: Float[Array, "n_in K"], ctx, *,
+    t_max: float, max_iters: int,
+) -> LayerSpikes:
+    """The first spike of every neuron of a linear layer (see the module docstring).
+
+    **Arguments:**
+
+    - `neuron`: the layer's model (its `input_spikes` and `init_state` are used; its
+      dynamics and spike condition enter through `ctx`).
+    - `weights`: ``(n_in, n)``, row = presynaptic channel.
+    - `in_times`: ``(n_in, K)`` input spike times, ``+inf`` padding.
+    - `ctx`: ``(flow, c, g0)`` from [`eventsnn.ExactSegments.prepare`][]: the exact
+      flow and the affine spike condition ``c·y + g0``.
+    - `t_max`: end of the window.
+    - `max_iters`: iterations of the bracketed Newton root find.
+
+    **Returns:** [`eventsnn.LayerSpikes`][] with one slot per neuron (``+inf`` where
+    silent); the result is ``solver_failed`` if some neuron's dynamics have complex
+    eigenvalues or a state is not finite.
+    """
+    flow, c, g0 = ctx
+    n = weights.shape[1]
+    dtype = weights.dtype
+    t_max = jnp.asarray(t_max, dtype)
+    inputs = Inputs.sort(in_times.astype(dtype), t_max)
+    real = jnp.isfinite(inputs.times)
+    # Padding (+inf) becomes zero-length segments at t_max that apply no input; no
+    # +inf enters the arithmetic, so none can leak NaN into a gradient.
+    times = jnp.where(real, inputs.times, t_max)
+    starts = jnp.concatenate([jnp.zeros((1,), dtype), times])  # segment k starts here
+    ends = jnp.concatenate([times, t_max[None]])  # ... and ends at the next input
+
+    superpose = neuron.additive_input
+    # With additive inputs the derivative comes from the superposition below, and the
+    # scan only computes values: keep it out of reverse mode (its transpose is a
+    # long sequential loop, far slower than the forward one).
+    scan_flow, scan_w, scan_times = (
+        jax.lax.stop_gradient((flow, weights, times)) if superpose
+        else (flow, weights, times)
+    )
+
+    def deliver(y, k):
+        gap = scan_times[k] - jnp.where(k > 0, scan_times[k - 1], 0.0)
+        before = scan_flow(gap, y)
+        y_in = neuron.input_spikes(before, scan_w[inputs.channels[k]])
+        return jnp.where(real[k], y_in, before), (before, y_in)
+
+    y0 = neuron.init_state(n).astype(dtype)
+    last, (before, after) = jax.lax.scan(deliver, y0, jnp.arange(times.shape[0]))
+    y_starts = jnp.concatenate([y0[None], after])  # (M + 1, n, s)
+
+    # Which segments fire, for all segments and neurons at once (values only). A
+    # segment ends in the state just before the next input (from the scan).
+    lengths = jax.lax.stop_gradient(ends - starts)
+    flow_c = jax.lax.stop_gradient((flow, c, g0))
+    y_end_last = flow(t_max - times[-1], last)
+    ys, y_ends = jax.lax.stop_gradient(
+        (y_starts, jnp.concatenate([before, y_end_last[None]]))
+    )
+    g_start, crosses = jax.vmap(
+        lambda y, y_end, length: _fires_in(*flow_c, y, y_end, length)
+    )(ys, y_ends, lengths)
+    # An input at this very instant is still to come: no immediate spike before it.
+    pending = jnp.concatenate([real[1:] & (times[1:] == times[:-1]),
+                               jnp.zeros((1,), bool)])
+    pending = jnp.concatenate([real[:1] & (times[:1] == 0.0), pending])
+    # Segments past the last real input start at t_max and have no length.
+    in_window = jnp.concatenate([jnp.ones((1,), bool), real])[:, None]
+    now = in_window & (g_start >= 0) & ~pending[:, None]
+    fires = now | (in_window & crosses)
+    fired = jnp.any(fires, axis=0)
+    first = jnp.argmax(fires, axis=0)  # first segment where each neuron fires
+    rows = jnp.arange(n)
+    y_first = y_starts[first, rows]  # (n, s), differentiable
+    start, length = starts[first], lengths[first]
+    spike_now = now[first, rows]
+
+    crossing = fired & ~spike_now
+    tau = first_crossing(
+        *flow_c, jax.lax.stop_gradient(y_first), jnp.where(crossing, length, 0.0),
+        crossing, max_iters,
+    )
+    hit = jnp.isfinite(tau)
+    tau_safe = jnp.where(hit, tau, 0.0)
+    if superpose:
+        # y(t*) = Φ(t*) y0 + Σ_j E(t* - t_j) J_j over the inputs j delivered before
+        # the segment: every term at once, differentiable in the parameters, the
+        # weights (J_j) and the input times, with t* held at its found value.
+        t_found = jax.lax.stop_gradient(start + tau_safe)
+        zero = jnp.zeros_like(y0)
+        jumps = jax.vmap(lambda w: neuron.input_spikes(zero, w))(
+            weights[inputs.channels])  # (M, n, s)
+        before_seg = real[:, None] & (jnp.arange(times.shape[0])[:, None] < first)
+        age = jnp.where(before_seg, t_found - times[:, None], 0.0)
+        terms = jax.vmap(flow.homogeneous)(age, jumps)
+        y_hit = flow(t_found, y0) + jnp.sum(
+            jnp.where(before_seg[..., None], terms, 0.0), axis=0)
+        residual = rowdot(c, y_hit) + g0
+        rate = rowdot(c, flow.velocity(y_hit))
+        t_cross = implicit_time(t_found, residual, rate)
+    else:
+        y_hit = flow(tau_safe, y_first)
+        residual = rowdot(c, y_hit) + g0
+        rate = rowdot(c, flow.velocity(y_hit))
+        t_cross = start + implicit_time(tau_safe, residual, rate)
+    t_spike = jnp.where(spike_now, start, t_cross)
+    # Rounding can leave a "crossing" that the root finder does not confirm: silent.
+    fired = spike_now | (crossing & hit)
+    t_spike = jnp.where(fired, t_spike, jnp.inf)
+
+    ok = jnp.all(flow.real) & jnp.all(jnp.isfinite(y_starts))
+    counts = fired.astype(jnp.int32)
+    num_events = jnp.sum(real).astype(jnp.int32) + jnp.sum(counts)
+    result = RESULTS.where(ok, RESULTS.successful, RESULTS.solver_failed)
+    return LayerSpikes(t_spike[:, None], counts, num_events, result)
+
+
+def _fires_in(flow, c, g0, y, y_end, length):
+    """Per neuron: the condition at the segment start (state ``y``), and whether it
+    crosses zero upwards within ``(0, length]`` (from below; the bracket of
+    `first_crossing`); ``y_end`` is the state at the segment's end."""
+    g_start = rowdot(c, y) + g0
+    g_end = rowdot(c, y_end) + g0
+    t_peak = flow.peak_time(c, y)
+    inside = t_peak < length
+    g_peak = rowdot(c, flow(jnp.where(inside, t_peak, 0.0), y)) + g0
+    rising = rowdot(c, flow.velocity(y)) > 0
+    crosses = (g_start < 0) & ((g_end >= 0) | (inside & rising & (g_peak >= 0)))
+    return g_start, crosses

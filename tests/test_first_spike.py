@@ -1,0 +1,144 @@
+"""The loop-free first-spike path of linear layers (`_first_spike.py`) against the
+event loop it replaces (``ExactSegments(parallel=False)``, both gradient modes) and
+against the general diffrax path: same spike times, same gradients."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import eventsnn as es
+
+jax.config.update("jax_enable_x64", True)
+
+MODELS = {
+    "LIF": es.LIF(),
+    "LIF-equal-taus": es.LIF(tau_mem=5.0, tau_syn=5.0),
+    "IAF": es.IAF(),
+    "DeltaLIF": es.DeltaLIF(bias=0.5),  # inputs lift it over threshold at once
+}
+
+
+def batch(dtype=jnp.float64):
+    """Inputs with the awkward cases: two spikes per channel, simultaneous spikes, a
+    spike at t = 0, padding, and a spike past t_max (ignored)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 15.0, (12, 5, 2))
+    x[:, :, 1] = np.where(rng.uniform(size=(12, 5)) < 0.5, np.inf, x[:, :, 1] + 5.0)
+    x[:4, 1, 0] = x[:4, 0, 0]
+    x[4:7, 2, 0] = 0.0
+    x[7:9, 3, 1] = 31.0
+    return jnp.asarray(x, dtype)
+
+
+def network(model, solver, gradient="eventprop", dtype=jnp.float64):
+    net = es.FeedForward(5, [16, 3], model, jax.random.key(1), t_max=30.0,
+                         solver=solver, gradient=gradient)
+    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a,
+                        net)
+
+
+def loss(net, x):
+    out = jax.vmap(net)(x)
+    total = 0.0
+    for layer in out.layers:
+        t = layer.times[..., 0]
+        total = total + jnp.sum(jnp.where(jnp.isfinite(t), t, 0.0)
+                                * jnp.linspace(1.0, 2.0, t.shape[-1]))
+    return total
+
+
+def grads(net, x):
+    return eqx.filter_grad(lambda nx: loss(*nx))((net, x))
+
+
+def assert_same_spikes(a, b, atol):
+    for la, lb in zip(a.layers, b.layers):
+        np.testing.assert_array_equal(la.counts, lb.counts)
+        np.testing.assert_array_equal(np.isfinite(la.times), np.isfinite(lb.times))
+        np.testing.assert_allclose(np.where(np.isfinite(la.times), la.times, 0.0),
+                                   np.where(np.isfinite(lb.times), lb.times, 0.0),
+                                   rtol=0, atol=atol)
+        assert bool(jnp.all(la.result == lb.result))
+
+
+def assert_same_grads(a, b, rtol):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        u, v = np.asarray(u), np.asarray(v)
+        assert np.all(np.isfinite(u))
+        scale = max(np.max(np.abs(v)), 1e-6)
+        assert np.max(np.abs(u - v)) / scale <= rtol, (u, v)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_parallel_path_matches_the_event_loop(name):
+    x = batch()
+    fast = network(MODELS[name], es.ExactSegments())
+    out = jax.vmap(fast)(x)
+    fired = [float(np.isfinite(layer.times).mean()) for layer in out.layers]
+    assert all(0.2 < f < 1.0 for f in fired), fired  # some fire, some stay silent
+    g_fast = grads(fast, x)
+    # Reverse mode through the loop is compiled for one model only (it is slow to
+    # compile); EventProp's replay for all.
+    for gradient in ("eventprop", "autodiff") if name == "LIF" else ("eventprop",):
+        loop = network(MODELS[name], es.ExactSegments(parallel=False), gradient)
+        assert_same_spikes(out, jax.vmap(loop)(x), atol=1e-12)
+        assert_same_grads(g_fast, grads(loop, x), rtol=1e-9)
+
+
+def test_parallel_path_matches_the_diffrax_path():
+    x = batch()[:6]
+    fast = network(es.LIF(), None)
+    tsit = network(es.LIF(), diffrax.Tsit5())
+    assert isinstance(fast.segments[0], es.ExactSegments)
+    assert isinstance(tsit.segments[0], es.DiffraxSegments)
+    assert_same_spikes(jax.vmap(fast)(x), jax.vmap(tsit)(x), atol=1e-8)
+    assert_same_grads(grads(fast, x), grads(tsit, x), rtol=1e-6)
+
+
+def test_parallel_path_in_float32():
+    x = batch(jnp.float32)
+    fast = network(es.LIF(), es.ExactSegments(), dtype=jnp.float32)
+    loop = network(es.LIF(), es.ExactSegments(parallel=False), dtype=jnp.float32)
+    a, b = jax.vmap(fast)(x), jax.vmap(loop)(x)
+    assert a.layers[-1].times.dtype == jnp.float32
+    assert_same_spikes(a, b, atol=1e-4)
+    assert_same_grads(grads(fast, x), grads(loop, x), rtol=1e-3)
+
+
+def test_equal_time_constants_have_exact_gradients():
+    # tau_mem = tau_syn is where the flow's two eigenvalues meet (and where a square
+    # root in them has an infinite derivative): the gradient must be finite and equal
+    # to central differences, which step off the degenerate point.
+    x = jnp.array([[1.0], [2.5], [4.0]])
+    net = es.FeedForward(3, [1], es.LIF(tau_mem=5.0, tau_syn=5.0), jax.random.key(0),
+                         t_max=30.0)
+    net = eqx.tree_at(lambda m: m.weights[0], net, jnp.array([[2.0], [1.5], [1.0]]))
+
+    def first(tau_mem, tau_syn):
+        model = es.LIF(tau_mem=tau_mem, tau_syn=tau_syn)
+        return eqx.tree_at(lambda m: m.neurons, net, (model,))(x).first[0]
+
+    assert np.isfinite(first(5.0, 5.0))
+    g = jax.grad(first, argnums=(0, 1))(5.0, 5.0)
+    eps = 1e-5
+    fd = [(first(5.0 + eps, 5.0) - first(5.0 - eps, 5.0)) / (2 * eps),
+          (first(5.0, 5.0 + eps) - first(5.0, 5.0 - eps)) / (2 * eps)]
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
+
+
+def test_immediate_spike_waits_for_simultaneous_inputs():
+    # An excitatory and an inhibitory spike at the same instant act as their sum:
+    # the neuron must not fire on the first one alone, whatever their order.
+    neuron = es.DeltaLIF(threshold=1.0)
+    for solver in (es.ExactSegments(), es.ExactSegments(parallel=False)):
+        net = es.FeedForward(2, [1], neuron, jax.random.key(0), t_max=10.0,
+                             solver=solver)
+        for w in ([[1.5], [-1.0]], [[-1.0], [1.5]]):
+            net = eqx.tree_at(lambda m: m.weights[0], net, jnp.array(w))
+            for t in (0.0, 2.0):
+                assert not np.isfinite(net(jnp.array([[t], [t]])).first[0])
+        # The excitatory spike alone fires it at exactly its arrival time.
+        assert float(net(jnp.array([[jnp.inf], [2.0]])).first[0]) == 2.0
