@@ -1,11 +1,5 @@
-"""Gradients of every shipped model (and a custom one), part 2 of 2: EventProp and
-autodiff agree with each other and with central finite differences in float64, with
-respect to the weights, every neuron parameter and the input spike times
-(`gradient_cases.check_modes_and_finite_differences`).
-
-Reverse mode through the adaptive solver compiles a large program per model, so the
-sweep is the slowest part of the suite; it is split over two files so that the test
-runner's two workers (``-n 2 --dist loadfile``) share it."""
+"""The second half of the per-model gradient sweep (see test_gradients_models.py for
+what is checked and why the sweep is split over two files)."""
 
 import pytest
 
