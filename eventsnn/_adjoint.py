@@ -40,6 +40,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._first_spike import parallel_first_spikes
 from ._layer import (
     IDLE,
     SPIKE_CROSSING,
@@ -51,13 +52,13 @@ from ._layer import (
     _record,
     run_layer,
 )
-from ._first_spike import parallel_first_spikes
 from ._solve import (
     ExactSegments,
     condition_rate,
     event_function_and_rate,
     implicit_time,
     layer_dynamics,
+    move_clock,
     moving_mask,
 )
 from ._spikes import LayerSpikes
@@ -152,12 +153,6 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         delta = target - jax.lax.stop_gradient(target)
         return y_at + f * jnp.reshape(delta, delta.shape + (1,) * (f.ndim - delta.ndim))
 
-    def shift_by(t, y, gap, moving):
-        """``y`` with the derivative of a move by ``gap`` (zero in value) along the
-        flow, one clock per neuron."""
-        f = layer_dynamics(neuron, current, t, y, moving_mask(moving, y))
-        return y + f * (gap - jax.lax.stop_gradient(gap))[:, None]
-
     def step_own(carry, rec_k):
         t, y, counts, times = carry
         rec, k = rec_k
@@ -168,9 +163,10 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         # input's time: move it to this one's (zero in value, exact in derivative).
         active = _active(counts, max_spikes)
         t_in = jnp.where(deliver, time_of(rec.ptr), t)
-        y = shift_by(t, y, t_in - t, active)
+        y = move_clock(neuron, current, t, y, t_in - t, active)
         t = t_in
-        y = jnp.where(deliver, neuron.input_spikes(y, weights[inputs.channel(rec.ptr)]), y)
+        jump = neuron.input_spikes(y, weights[inputs.channel(rec.ptr)])
+        y = jnp.where(deliver, jump, y)
         kind = jnp.where(valid, rec.kind, IDLE)
         moves = (kind == SPIKE_CROSSING) | (kind == TO_END)
         t_rec = jax.lax.stop_gradient(jnp.where(moves, rec.t_new, t))

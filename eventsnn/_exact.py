@@ -238,6 +238,35 @@ def rowdot(c: Float[Array, "n s"], y: State) -> Float[Array, " n"]:
 
 
 # ------------------------------------------------------------- first crossing
+def crossing_bracket(flow: AffineFlow, c, g0, y0: State, g_end, length):
+    """Whether ``c·y(τ) + g0`` (negative at τ = 0) crosses zero upwards within
+    ``(0, length]``, and a bracket ``[lo, hi]`` that holds its first crossing.
+
+    The condition has at most one extremum on the segment (closed form): a maximum if
+    it was rising at τ = 0. It crosses if it is non-negative at the end, or at an
+    inside maximum; the bracket ends at that maximum in the second case and starts at
+    an inside minimum.
+
+    **Arguments:**
+
+    - `flow`, `c`, `g0`: the exact flow and the affine condition's coefficients.
+    - `y0`: the state at τ = 0, ``Float[Array, "n s"]``.
+    - `g_end`: the condition at τ = ``length`` (callers often have the state there).
+    - `length`: the segment's length (a scalar or one per neuron).
+
+    **Returns:** ``(crosses, lo, hi)``, one entry per neuron.
+    """
+    t_peak = flow.peak_time(c, y0)
+    inside = t_peak < length
+    g_peak = rowdot(c, flow(jnp.where(inside, t_peak, length), y0)) + g0
+    rising = rowdot(c, flow.velocity(y0)) > 0
+    at_peak = inside & rising & (g_peak >= 0)
+    crosses = at_peak | (g_end >= 0)
+    lo = jnp.where(inside & ~rising, t_peak, 0.0)
+    hi = jnp.where(at_peak, t_peak, length)
+    return crosses, lo, hi
+
+
 def first_crossing(
     flow: AffineFlow,
     c: Float[Array, "n s"],
@@ -255,13 +284,8 @@ def first_crossing(
     iteration kept inside the bracket (bisection when Newton leaves it) converges.
     """
     dtype = y0.dtype
-
     eps = jnp.finfo(dtype).eps
     abs_c = jnp.abs(c)
-
-    def g_and_slope(tau):
-        y = flow(tau, y0)
-        return rowdot(c, y) + g0, rowdot(c, flow.velocity(y))
 
     def g_slope_floor(tau):
         # Also whether |g| is within a few rounding errors of the terms it is summed
@@ -272,20 +296,11 @@ def first_crossing(
         floor = jnp.abs(g) <= 4 * eps * (rowdot(abs_c, jnp.abs(y)) + jnp.abs(g0))
         return g, rowdot(c, flow.velocity(y)), floor
 
-    g_end, _ = g_and_slope(length)
-    t_peak = flow.peak_time(c, y0)
-    peak_inside = t_peak < length
-    g_peak, _ = g_and_slope(jnp.where(peak_inside, t_peak, length))
-    g_peak = jnp.where(peak_inside, g_peak, -jnp.inf)
-    # The extremum inside is a maximum if the condition was rising at τ = 0.
-    rising0 = rowdot(c, flow.velocity(y0)) > 0
-    peak_is_max = peak_inside & rising0
-    cross_at_peak = peak_is_max & (g_peak >= 0)
-    crosses = active & (cross_at_peak | (g_end >= 0))
-    lo = jnp.where(peak_inside & ~rising0, t_peak, 0.0).astype(dtype)
-    hi = jnp.where(cross_at_peak, t_peak, length).astype(dtype)
-    lo = jnp.where(crosses, lo, 0.0)
-    hi = jnp.where(crosses, hi, 0.0)
+    g_end = rowdot(c, flow(length, y0)) + g0
+    crosses, lo, hi = crossing_bracket(flow, c, g0, y0, g_end, length)
+    crosses = active & crosses
+    lo = jnp.where(crosses, lo, 0.0).astype(dtype)
+    hi = jnp.where(crosses, hi, 0.0).astype(dtype)
     xtol = 4 * jnp.finfo(dtype).eps * jnp.maximum(length, 1.0)
 
     def cond(carry):

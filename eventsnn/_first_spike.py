@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from ._custom_types import Array, Float
-from ._exact import first_crossing, rowdot
+from ._exact import crossing_bracket, first_crossing, rowdot
 from ._layer import Inputs
 from ._solve import implicit_time
 from ._spikes import RESULTS, LayerSpikes
@@ -157,13 +157,8 @@ def parallel_first_spikes(
 
 def _fires_in(flow, c, g0, y, y_end, length):
     """Per neuron: the condition at the segment start (state ``y``), and whether it
-    crosses zero upwards within ``(0, length]`` (from below; the bracket of
-    `first_crossing`); ``y_end`` is the state at the segment's end."""
+    crosses zero upwards within ``(0, length]``; ``y_end`` is the state at the
+    segment's end (from the scan, so no flow evaluation is spent on it)."""
     g_start = rowdot(c, y) + g0
-    g_end = rowdot(c, y_end) + g0
-    t_peak = flow.peak_time(c, y)
-    inside = t_peak < length
-    g_peak = rowdot(c, flow(jnp.where(inside, t_peak, 0.0), y)) + g0
-    rising = rowdot(c, flow.velocity(y)) > 0
-    crosses = (g_start < 0) & ((g_end >= 0) | (inside & rising & (g_peak >= 0)))
-    return g_start, crosses
+    crosses, _, _ = crossing_bracket(flow, c, g0, y, rowdot(c, y_end) + g0, length)
+    return g_start, (g_start < 0) & crosses

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 from ._current import AbstractCurrent
 from ._custom_types import Array, Bool, Float, Int
 from ._neuron import AbstractNeuron
-from ._solve import AbstractSegmentSolver, event_function, layer_dynamics, moving_mask
+from ._solve import AbstractSegmentSolver, event_function, move_clock
 from ._spikes import RESULTS, LayerSpikes
 
 # What a neuron did in one iteration (recorded for the gradient replay).
@@ -335,11 +335,8 @@ def _own_clock_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
     # input's (no change in value; under autodiff, each simultaneous input then
     # carries its own derivative).
     active = _active(c.counts, max_spikes)
-    t_in = jnp.where(deliver, t_next, c.t)
-    gap = t_in - c.t
-    f = layer_dynamics(neuron, current, c.t, c.y, moving_mask(active, c.y))
-    y = c.y + f * (gap - jax.lax.stop_gradient(gap))[:, None]
-    t0 = t_in
+    t0 = jnp.where(deliver, t_next, c.t)
+    y = move_clock(neuron, current, c.t, c.y, t0 - c.t, active)
     y = jnp.where(deliver, neuron.input_spikes(y, weights[inputs.channel(c.ptr)]), y)
     ptr = c.ptr + deliver
     t_end = jnp.minimum(inputs.time(ptr), t_max)

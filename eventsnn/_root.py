@@ -7,9 +7,9 @@ batch elements that had *no* event; diffrax then hands them the decreasing funct
 needs the direction fixed for the whole batch (``flip=True/False``), so the elements
 without an event walk to the wrong end and report "not converged" (a failed solve),
 or it checks the bracket (``"detect"``) with a runtime error that those same elements
-trigger: the value at the step's end is exactly 0, so neither end is negative. This finder picks the direction per element from the values at the
-bracket's ends and stops on the bracket's width alone, which a bisection always
-reaches.
+trigger: the value at the step's end is exactly 0, so neither end is negative. This
+finder picks the direction per element from the values at the bracket's ends and stops
+on the bracket's width alone, which a bisection always reaches.
 """
 
 from collections.abc import Callable

@@ -339,6 +339,18 @@ def layer_dynamics(neuron, current, t, y, mask) -> State:
     return neuron.dynamics(t, y, current(t)) * mask[:, None]
 
 
+def move_clock(neuron, current, t, y, gap, moving) -> State:
+    """The state after moving each neuron's clock by ``gap`` along the flow, where
+    ``gap`` is zero in value: ``y`` unchanged, with the derivative ``f(t, y)·d(gap)``.
+
+    Used where a clock is re-based onto another, value-equal time (an input spike
+    simultaneous with the one the clock came from), so that the derivative follows
+    the new time. ``gap`` has one entry per neuron; neurons not ``moving`` stay put.
+    """
+    f = layer_dynamics(neuron, current, t, y, moving_mask(moving, y))
+    return y + f * (gap - jax.lax.stop_gradient(gap))[:, None]
+
+
 def hold(y, y0, moving):
     """``y`` for the ``moving`` neurons, ``y0`` (unchanged) for the others."""
     if moving is None:
