@@ -29,30 +29,36 @@ from ._custom_types import Array, Bool, Float, State
 
 
 # ----------------------------------------------------------------------- scalar φ
-def _phi1(z):
+# Each φ takes ``em1 = expm1(z)`` from the caller, so that one flow evaluation spends
+# four exponentials in all (they dominate its cost) however many φ values it needs.
+def _phi1(z, em1):
     """(e^z - 1)/z, accurate near 0."""
     small = jnp.abs(z) < 1e-5
     safe = jnp.where(small, 1.0, z)
-    return jnp.where(small, 1.0 + z / 2 + z * z / 6, jnp.expm1(safe) / safe)
+    return jnp.where(small, 1.0 + z / 2 + z * z / 6, em1 / safe)
 
 
-def _phi2(z):
+def _phi2(z, em1):
     """(e^z - 1 - z)/z², accurate near 0."""
     small = jnp.abs(z) < 0.1
     safe = jnp.where(small, 1.0, z)
     series = 0.5 + z / 6 + z**2 / 24 + z**3 / 120 + z**4 / 720 + z**5 / 5040
-    return jnp.where(small, series, (jnp.expm1(safe) - safe) / (safe * safe))
+    return jnp.where(small, series, (em1 - safe) / (safe * safe))
 
 
-def _phi1_divided(z1, z2):
+def _phi1_divided(z1, z2, em1_1, em1_2):
     """The divided difference (φ1(z1) - φ1(z2)) / (z1 - z2), accurate when z1 ≈ z2."""
     d = z1 - z2
     cut = 4 * jnp.finfo(jnp.result_type(z1)).eps ** (1 / 3)
     close = jnp.abs(d) < cut
     safe = jnp.where(close, 1.0, d)
-    mid = 0.5 * (z1 + z2)
-    # φ1' = φ1 - φ2; the midpoint rule's error is d²/24·φ1''' (≤ d²/96 for z ≤ 0).
-    return jnp.where(close, _phi1(mid) - _phi2(mid), (_phi1(z1) - _phi1(z2)) / safe)
+    # φ1' = φ1 - φ2 at the midpoint; the rule's error is d²/24·φ1''' (≤ d²/96 for
+    # z ≤ 0). expm1 there from the one at z2, with e^h - 1 by its series (|h| < cut/2).
+    h = jnp.where(close, 0.5 * d, 0.0)
+    mid = z2 + h
+    em1_mid = em1_2 + (1.0 + em1_2) * (h * (1 + h / 2 * (1 + h / 3 * (1 + h / 4))))
+    near = _phi1(mid, em1_mid) - _phi2(mid, em1_mid)
+    return jnp.where(close, near, (_phi1(z1, em1_1) - _phi1(z2, em1_2)) / safe)
 
 
 def _log1p_ratio(x):
@@ -150,14 +156,14 @@ class AffineFlow(eqx.Module):
         tau = jnp.broadcast_to(tau, y0.shape[:1]).astype(y0.dtype)
         if self.size == 1:
             z = self.lam2 * tau
-            y = jnp.exp(z) * y0[:, 0] + tau * _phi1(z) * self.b[:, 0]
+            y = jnp.exp(z) * y0[:, 0] + tau * _phi1(z, jnp.expm1(z)) * self.b[:, 0]
             return y[:, None]
         z1, z2 = self.lam1 * tau, self.lam2 * tau
-        shifted = self._shifted()
+        em1_1, em1_2 = jnp.expm1(z1), jnp.expm1(z2)
         # τ φ1(Aτ) b = τ φ1(λ2τ) b + τ² φ1[λ1τ, λ2τ] (A - λ2 I) b
-        part = (tau * _phi1(z2))[:, None] * self.b + (
-            tau**2 * _phi1_divided(z1, z2)
-        )[:, None] * _matvec(shifted, self.b)
+        part = (tau * _phi1(z2, em1_2))[:, None] * self.b + (
+            tau**2 * _phi1_divided(z1, z2, em1_1, em1_2)
+        )[:, None] * _matvec(self._shifted(), self.b)
         return self.homogeneous(tau, y0) + part
 
     def _shifted(self):
@@ -172,11 +178,14 @@ class AffineFlow(eqx.Module):
         **Returns:** ``exp(Aτ) y0``, the same shape as ``y0``.
         """
         tau = jnp.broadcast_to(tau, y0.shape[:1]).astype(y0.dtype)
+        # (e^z itself, not 1 + expm1(z): that loses e^z's relative accuracy for z < -1)
+        decay = jnp.exp(self.lam2 * tau)
         if self.size == 1:
-            return jnp.exp(self.lam2 * tau)[:, None] * y0
+            return decay[:, None] * y0
         # exp(Aτ) = e^{λ2τ} [I + τ φ1(δτ) (A - λ2 I)]
-        grow = tau * _phi1((self.lam1 - self.lam2) * tau)
-        return jnp.exp(self.lam2 * tau)[:, None] * (
+        z = (self.lam1 - self.lam2) * tau
+        grow = tau * _phi1(z, jnp.expm1(z))
+        return decay[:, None] * (
             y0 + grow[:, None] * _matvec(self._shifted(), y0))
 
     def velocity(self, y: State) -> State:
@@ -222,7 +231,11 @@ class AffineFlow(eqx.Module):
 
 
 def _matvec(M, y):
-    return jnp.einsum("nij,nj->ni", M, y)
+    # Spelled out over the (static, tiny) state size: a contraction over an axis of
+    # length 1 or 2 is slow on CPU, and elementwise code fuses with its neighbours.
+    s = y.shape[-1]
+    return jnp.stack(
+        [sum(M[:, i, j] * y[:, j] for j in range(s)) for i in range(s)], axis=-1)
 
 
 def rowdot(c: Float[Array, "n s"], y: State) -> Float[Array, " n"]:
@@ -234,7 +247,7 @@ def rowdot(c: Float[Array, "n s"], y: State) -> Float[Array, " n"]:
     at batch ≥ 274). `tests/test_api.py::test_large_vmapped_batch_matches_chunks` guards
     this.
     """
-    return jnp.einsum("ns,ns->n", c, y)
+    return sum(c[:, k] * y[:, k] for k in range(y.shape[-1]))
 
 
 # ------------------------------------------------------------- first crossing

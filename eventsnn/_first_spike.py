@@ -79,14 +79,19 @@ def parallel_first_spikes(
         else (flow, weights, times)
     )
 
+    def arrive(before, k):
+        return neuron.input_spikes(before, scan_w[inputs.channels[k]])
+
     def deliver(y, k):
         gap = scan_times[k] - jnp.where(k > 0, scan_times[k - 1], 0.0)
         before = scan_flow(gap, y)
-        y_in = neuron.input_spikes(before, scan_w[inputs.channels[k]])
-        return jnp.where(real[k], y_in, before), (before, y_in)
+        return jnp.where(real[k], arrive(before, k), before), before
 
     y0 = neuron.init_state(n).astype(dtype)
-    last, (before, after) = jax.lax.scan(deliver, y0, jnp.arange(times.shape[0]))
+    ks = jnp.arange(times.shape[0])
+    last, before = jax.lax.scan(deliver, y0, ks)
+    # The states after each input again, outside the scan: one stacked output less.
+    after = jnp.where(real[:, None, None], jax.vmap(arrive)(before, ks), before)
     y_starts = jnp.concatenate([y0[None], after])  # (M + 1, n, s)
 
     # Which segments fire, for all segments and neurons at once (values only). A
@@ -109,7 +114,10 @@ def parallel_first_spikes(
     now = in_window & (g_start >= 0) & ~pending[:, None]
     fires = now | (in_window & crosses)
     fired = jnp.any(fires, axis=0)
-    first = jnp.argmax(fires, axis=0)  # first segment where each neuron fires
+    # The first segment where each neuron fires (the last one if none: unused then);
+    # a min, which is cheaper than argmax on CPU.
+    segment = jnp.arange(fires.shape[0])[:, None]
+    first = jnp.min(jnp.where(fires, segment, fires.shape[0] - 1), axis=0)
     rows = jnp.arange(n)
     y_first = y_starts[first, rows]  # (n, s), differentiable
     start, length = starts[first], lengths[first]
