@@ -92,6 +92,15 @@ class AffineFlow(eqx.Module):
     lam1: Float[Array, " n"]
     lam2: Float[Array, " n"]  # the larger eigenvalue; δ = λ1 - λ2 ≤ 0
     real: Bool[Array, " n"]
+    # Derived once here rather than in every evaluation: A - λ2 I and (A - λ2 I) b.
+    shifted: Float[Array, "n s s"]
+    shifted_b: Float[Array, "n s"]
+
+    def __init__(self, A, b, lam1, lam2, real):
+        self.A, self.b, self.lam1, self.lam2, self.real = A, b, lam1, lam2, real
+        eye = jnp.eye(A.shape[-1], dtype=A.dtype)
+        self.shifted = A - lam2[:, None, None] * eye
+        self.shifted_b = matvec(self.shifted, b)
 
     @classmethod
     def from_vector_field(
@@ -143,6 +152,27 @@ class AffineFlow(eqx.Module):
         """Number of state variables ``s`` (1 or 2)."""
         return self.A.shape[-1]
 
+    def _coefficients(self, tau, dtype, driven=True):
+        """The scalars of the flow over ``tau``: ``y(τ) = decay (y0 + grow S y0) +
+        drive b + drive_s S b`` with ``S = A - λ2 I`` (``grow``, ``drive_s`` are
+        ``None`` for one state variable, ``drive``, ``drive_s`` if not `driven`)."""
+        tau = jnp.broadcast_to(tau, self.lam2.shape).astype(dtype)
+        z2 = self.lam2 * tau
+        # (e^z itself, not 1 + expm1(z): that loses e^z's relative accuracy for z < -1)
+        decay = jnp.exp(z2)
+        grow = drive = drive_s = None
+        if driven:
+            em1_2 = jnp.expm1(z2)
+            drive = tau * _phi1(z2, em1_2)  # τ φ1(λ2τ)
+        if self.size == 2:
+            # exp(Aτ) = e^{λ2τ} [I + τ φ1(δτ) S]
+            z = (self.lam1 - self.lam2) * tau
+            grow = tau * _phi1(z, jnp.expm1(z))
+            if driven:  # τ φ1(Aτ) = τ φ1(λ2τ) + τ² φ1[λ1τ, λ2τ] S
+                z1 = self.lam1 * tau
+                drive_s = tau**2 * _phi1_divided(z1, z2, jnp.expm1(z1), em1_2)
+        return decay, grow, drive, drive_s
+
     def __call__(self, tau: Float[Array, "*n"], y0: State) -> State:
         """Advance the flow.
 
@@ -153,22 +183,16 @@ class AffineFlow(eqx.Module):
 
         **Returns:** the state after ``tau``, the same shape as ``y0``.
         """
-        tau = jnp.broadcast_to(tau, y0.shape[:1]).astype(y0.dtype)
-        if self.size == 1:
-            z = self.lam2 * tau
-            y = jnp.exp(z) * y0[:, 0] + tau * _phi1(z, jnp.expm1(z)) * self.b[:, 0]
-            return y[:, None]
-        z1, z2 = self.lam1 * tau, self.lam2 * tau
-        em1_1, em1_2 = jnp.expm1(z1), jnp.expm1(z2)
-        # τ φ1(Aτ) b = τ φ1(λ2τ) b + τ² φ1[λ1τ, λ2τ] (A - λ2 I) b
-        part = (tau * _phi1(z2, em1_2))[:, None] * self.b + (
-            tau**2 * _phi1_divided(z1, z2, em1_1, em1_2)
-        )[:, None] * _matvec(self._shifted(), self.b)
-        return self.homogeneous(tau, y0) + part
+        decay, grow, drive, drive_s = self._coefficients(tau, y0.dtype)
+        y = self._apply(decay, grow, y0) + drive[:, None] * self.b
+        if drive_s is not None:
+            y = y + drive_s[:, None] * self.shifted_b
+        return y
 
-    def _shifted(self):
-        eye = jnp.eye(2, dtype=self.A.dtype)
-        return self.A - self.lam2[:, None, None] * eye  # A - λ2 I
+    def _apply(self, decay, grow, y0):
+        if grow is None:
+            return decay[:, None] * y0
+        return decay[:, None] * (y0 + grow[:, None] * matvec(self.shifted, y0))
 
     def homogeneous(self, tau: Float[Array, "*n"], y0: State) -> State:
         """The flow without its constant drive: ``exp(Aτ) y0``.
@@ -177,16 +201,27 @@ class AffineFlow(eqx.Module):
 
         **Returns:** ``exp(Aτ) y0``, the same shape as ``y0``.
         """
-        tau = jnp.broadcast_to(tau, y0.shape[:1]).astype(y0.dtype)
-        # (e^z itself, not 1 + expm1(z): that loses e^z's relative accuracy for z < -1)
-        decay = jnp.exp(self.lam2 * tau)
-        if self.size == 1:
-            return decay[:, None] * y0
-        # exp(Aτ) = e^{λ2τ} [I + τ φ1(δτ) (A - λ2 I)]
-        z = (self.lam1 - self.lam2) * tau
-        grow = tau * _phi1(z, jnp.expm1(z))
-        return decay[:, None] * (
-            y0 + grow[:, None] * _matvec(self._shifted(), y0))
+        decay, grow, _, _ = self._coefficients(tau, y0.dtype, driven=False)
+        return self._apply(decay, grow, y0)
+
+    def affine(self, tau: Float[Array, "*n"]) -> tuple[Float[Array, "n s s"], State]:
+        """The flow as an affine map ``y0 -> Φ y0 + f``: one matrix ``Φ = exp(Aτ)`` and
+        one offset ``f`` (the state reached from 0) per neuron.
+
+        Costs one flow evaluation; applying it to a state is then a few multiplies
+        (a loop over events that knows its intervals in advance computes all of these
+        at once, outside the loop).
+
+        **Arguments:** `tau` as for ``__call__``.
+
+        **Returns:** ``(Φ, f)``, ``Float[Array, "n s s"]`` and ``Float[Array, "n s"]``.
+        """
+        decay, grow, drive, drive_s = self._coefficients(tau, self.b.dtype)
+        eye = jnp.eye(self.size, dtype=self.b.dtype)
+        if grow is None:
+            return decay[:, None, None] * eye, drive[:, None] * self.b
+        phi = decay[:, None, None] * (eye + grow[:, None, None] * self.shifted)
+        return phi, drive[:, None] * self.b + drive_s[:, None] * self.shifted_b
 
     def velocity(self, y: State) -> State:
         """The vector field.
@@ -197,7 +232,7 @@ class AffineFlow(eqx.Module):
 
         **Returns:** ``dy/dt = A y + b``, the same shape as ``y``.
         """
-        return _matvec(self.A, y) + self.b
+        return matvec(self.A, y) + self.b
 
     def peak_time(self, c: Float[Array, "n s"], y0: State) -> Float[Array, " n"]:
         """Time τ ≥ 0 at which ``d/dτ (c · y(τ)) = 0``; ``+inf`` if there is none.
@@ -219,8 +254,7 @@ class AffineFlow(eqx.Module):
         cu = rowdot(c, u)
         if self.size == 1:
             return jnp.full_like(cu, jnp.inf)
-        eye = jnp.eye(2, dtype=y0.dtype)
-        w = rowdot(c, _matvec(self.A - self.lam2[:, None, None] * eye, u))
+        w = rowdot(c, matvec(self.shifted, u))
         delta = self.lam1 - self.lam2
         safe_w = jnp.where(w == 0, 1.0, w)
         r = -cu / safe_w
@@ -230,24 +264,28 @@ class AffineFlow(eqx.Module):
         return jnp.where(ok, tau, jnp.inf)
 
 
-def _matvec(M, y):
-    # Spelled out over the (static, tiny) state size: a contraction over an axis of
-    # length 1 or 2 is slow on CPU, and elementwise code fuses with its neighbours.
-    s = y.shape[-1]
-    return jnp.stack(
-        [sum(M[:, i, j] * y[:, j] for j in range(s)) for i in range(s)], axis=-1)
+def matvec(M: Float[Array, "n s s"], y: State) -> State:
+    """Row-wise ``M @ y`` for 1 or 2 state variables, spelled out (see `rowdot`)."""
+    if y.shape[-1] == 1:
+        return M[:, :, 0] * y
+    y0, y1 = y[:, 0], y[:, 1]
+    return jnp.stack([M[:, 0, 0] * y0 + M[:, 0, 1] * y1,
+                      M[:, 1, 0] * y0 + M[:, 1, 1] * y1], axis=-1)
 
 
 def rowdot(c: Float[Array, "n s"], y: State) -> Float[Array, " n"]:
     """Row-wise dot product ``sum(c * y, -1)``.
 
-    Written as an einsum on purpose: on XLA:CPU (jax 0.10.2) the fused multiply-and-
-    reduce ``jnp.sum(c * y, -1)`` over a short last axis returns values from the wrong
-    rows once a vmapped batch makes the array longer than 2¹⁵ rows (a 120-neuron layer
-    at batch ≥ 274). `tests/test_api.py::test_large_vmapped_batch_matches_chunks` guards
-    this.
+    Spelled out over the 1 or 2 columns on purpose: on XLA:CPU (jax 0.10.2) the fused
+    multiply-and-reduce ``jnp.sum(c * y, -1)`` over a short last axis returns values
+    from the wrong rows once a vmapped batch makes the array longer than 2¹⁵ rows (a
+    120-neuron layer at batch ≥ 274), and a contraction (einsum) over so short an
+    axis is slow. `tests/test_api.py::test_large_vmapped_batch_matches_chunks` guards
+    the first.
     """
-    return sum(c[:, k] * y[:, k] for k in range(y.shape[-1]))
+    if y.shape[-1] == 1:
+        return c[:, 0] * y[:, 0]
+    return c[:, 0] * y[:, 0] + c[:, 1] * y[:, 1]
 
 
 # ------------------------------------------------------------- first crossing
@@ -296,6 +334,26 @@ def first_crossing(
     bracket [lo, hi] that contains exactly the first crossing is known, and a Newton
     iteration kept inside the bracket (bisection when Newton leaves it) converges.
     """
+    g_end = rowdot(c, flow(length, y0)) + g0
+    crosses, lo, hi = crossing_bracket(flow, c, g0, y0, g_end, length)
+    return refine_crossing(flow, c, g0, y0, active & crosses, lo, hi, length, max_iters)
+
+
+def refine_crossing(
+    flow: AffineFlow,
+    c: Float[Array, "n s"],
+    g0: Float[Array, " n"],
+    y0: State,
+    crosses: Bool[Array, " n"],
+    lo: Float[Array, " n"],
+    hi: Float[Array, " n"],
+    length: Float[Array, "*n"],
+    max_iters: int = 60,
+) -> Float[Array, " n"]:
+    """The crossing inside a bracket from `crossing_bracket` (the second half of
+    `first_crossing`, for callers that have the bracket already):
+    Newton kept inside ``[lo, hi]``, bisection when it leaves; ``+inf`` where not
+    `crosses`."""
     dtype = y0.dtype
     eps = jnp.finfo(dtype).eps
     abs_c = jnp.abs(c)
@@ -309,9 +367,6 @@ def first_crossing(
         floor = jnp.abs(g) <= 4 * eps * (rowdot(abs_c, jnp.abs(y)) + jnp.abs(g0))
         return g, rowdot(c, flow.velocity(y)), floor
 
-    g_end = rowdot(c, flow(length, y0)) + g0
-    crosses, lo, hi = crossing_bracket(flow, c, g0, y0, g_end, length)
-    crosses = active & crosses
     lo = jnp.where(crosses, lo, 0.0).astype(dtype)
     hi = jnp.where(crosses, hi, 0.0).astype(dtype)
     xtol = 4 * jnp.finfo(dtype).eps * jnp.maximum(length, 1.0)

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from ._custom_types import Array, Float
-from ._exact import crossing_bracket, first_crossing, rowdot
+from ._exact import crossing_bracket, matvec, refine_crossing, rowdot
 from ._layer import Inputs
 from ._solve import implicit_time
 from ._spikes import RESULTS, LayerSpikes
@@ -82,14 +82,21 @@ def parallel_first_spikes(
     def arrive(before, k):
         return neuron.input_spikes(before, scan_w[inputs.channels[k]])
 
-    def deliver(y, k):
-        gap = scan_times[k] - jnp.where(k > 0, scan_times[k - 1], 0.0)
-        before = scan_flow(gap, y)
+    # The flow over each inter-input gap (and from the last input to t_max) as an
+    # affine map, all at once: inside the scan only a few multiplies per step remain.
+    gaps = jnp.diff(scan_times, prepend=0.0, append=t_max)
+    maps = jax.vmap(lambda gap: scan_flow.affine(jnp.broadcast_to(gap, (n,))))(gaps)
+
+    def deliver(y, k_map):
+        k, (phi, offset) = k_map
+        before = matvec(phi, y) + offset
         return jnp.where(real[k], arrive(before, k), before), before
 
     y0 = neuron.init_state(n).astype(dtype)
     ks = jnp.arange(times.shape[0])
-    last, before = jax.lax.scan(deliver, y0, ks)
+    last, before = jax.lax.scan(
+        deliver, y0, (ks, jax.tree.map(lambda a: a[:-1], maps)))
+    y_end_last = matvec(maps[0][-1], last) + maps[1][-1]
     # The states after each input again, outside the scan: one stacked output less.
     after = jnp.where(real[:, None, None], jax.vmap(arrive)(before, ks), before)
     y_starts = jnp.concatenate([y0[None], after])  # (M + 1, n, s)
@@ -98,11 +105,10 @@ def parallel_first_spikes(
     # segment ends in the state just before the next input (from the scan).
     lengths = jax.lax.stop_gradient(ends - starts)
     flow_c = jax.lax.stop_gradient((flow, c, g0))
-    y_end_last = flow(t_max - times[-1], last)
     ys, y_ends = jax.lax.stop_gradient(
         (y_starts, jnp.concatenate([before, y_end_last[None]]))
     )
-    g_start, crosses = jax.vmap(
+    g_start, crosses, lo, hi = jax.vmap(
         lambda y, y_end, length: _fires_in(*flow_c, y, y_end, length)
     )(ys, y_ends, lengths)
     # An input at this very instant is still to come: no immediate spike before it.
@@ -112,21 +118,25 @@ def parallel_first_spikes(
     # Segments past the last real input start at t_max and have no length.
     in_window = jnp.concatenate([jnp.ones((1,), bool), real])[:, None]
     now = in_window & (g_start >= 0) & ~pending[:, None]
-    fires = now | (in_window & crosses)
-    fired = jnp.any(fires, axis=0)
-    # The first segment where each neuron fires (the last one if none: unused then);
-    # a min, which is cheaper than argmax on CPU.
-    segment = jnp.arange(fires.shape[0])[:, None]
-    first = jnp.min(jnp.where(fires, segment, fires.shape[0] - 1), axis=0)
+    # One code per (segment k, neuron): 2k if it fires as segment k starts, 2k + 1 if
+    # it crosses inside. The minimum over segments is the first spike, in a single
+    # reduction (with several consumers, XLA would recompute the crossing tests).
+    n_seg = starts.shape[0]
+    segment = jnp.arange(n_seg)[:, None]
+    code = jnp.where(now, 2 * segment,
+                     jnp.where(in_window & crosses, 2 * segment + 1, 2 * n_seg))
+    code = jnp.min(code, axis=0)
+    fired = code < 2 * n_seg
+    first = jnp.minimum(code // 2, n_seg - 1)  # (the last segment if silent: unused)
+    spike_now = fired & (code % 2 == 0)
     rows = jnp.arange(n)
     y_first = y_starts[first, rows]  # (n, s), differentiable
     start, length = starts[first], lengths[first]
-    spike_now = now[first, rows]
 
     crossing = fired & ~spike_now
-    tau = first_crossing(
-        *flow_c, jax.lax.stop_gradient(y_first), jnp.where(crossing, length, 0.0),
-        crossing, max_iters,
+    tau = refine_crossing(
+        *flow_c, jax.lax.stop_gradient(y_first), crossing, lo[first, rows],
+        hi[first, rows], jnp.where(crossing, length, 0.0), max_iters,
     )
     hit = jnp.isfinite(tau)
     tau_safe = jnp.where(hit, tau, 0.0)
@@ -164,9 +174,10 @@ def parallel_first_spikes(
 
 
 def _fires_in(flow, c, g0, y, y_end, length):
-    """Per neuron: the condition at the segment start (state ``y``), and whether it
-    crosses zero upwards within ``(0, length]``; ``y_end`` is the state at the
-    segment's end (from the scan, so no flow evaluation is spent on it)."""
+    """Per neuron: the condition at the segment start (state ``y``), whether it
+    crosses zero upwards within ``(0, length]``, and a bracket ``[lo, hi]`` of that
+    crossing; ``y_end`` is the state at the segment's end (from the scan, so no flow
+    evaluation is spent on it)."""
     g_start = rowdot(c, y) + g0
-    crosses, _, _ = crossing_bracket(flow, c, g0, y, rowdot(c, y_end) + g0, length)
-    return g_start, (g_start < 0) & crosses
+    crosses, lo, hi = crossing_bracket(flow, c, g0, y, rowdot(c, y_end) + g0, length)
+    return g_start, (g_start < 0) & crosses, lo, hi

@@ -96,8 +96,8 @@ class Inputs(NamedTuple):
     def sort(cls, in_times: Float[Array, "n_in K"], t_max) -> "Inputs":
         n_in, k_in = in_times.shape
         flat = in_times.reshape(-1)
-        flat = jnp.where(flat < t_max, flat, jnp.inf)
-        order = jnp.argsort(flat, stable=True)
+        flat = jnp.where(flat < t_max, flat, jnp.inf)  # (NaN too)
+        order = _stable_order(flat)
         return cls(flat[order], jnp.repeat(jnp.arange(n_in), k_in)[order])
 
     def time(self, ptr):
@@ -107,6 +107,23 @@ class Inputs(NamedTuple):
 
     def channel(self, ptr):
         return self.channels[jnp.minimum(ptr, self.channels.shape[0] - 1)]
+
+
+def _stable_order(x: Float[Array, " M"]) -> Int[Array, " M"]:
+    """``argsort(x, stable=True)`` for a NaN-free ``x``.
+
+    For short arrays by counting, for each entry, the entries that go before it
+    (O(M²) comparisons, no sort): XLA:CPU's sort costs about 100 ns per element, so
+    at 120 inputs and batch 256 this is 4-5x faster; past ~150 the quadratic work loses.
+    """
+    m = x.shape[0]
+    if m > 128:
+        return jnp.argsort(x, stable=True)
+    i = jnp.arange(m)
+    goes_before = (x[None, :] < x[:, None]) | (
+        (x[None, :] == x[:, None]) & (i[None, :] < i[:, None]))
+    rank = jnp.sum(goes_before, axis=1)
+    return jnp.zeros(m, i.dtype).at[rank].set(i, unique_indices=True)
 
 
 def default_max_events(n_inputs: int, n: int, max_spikes: int, clock: str) -> int:
