@@ -79,7 +79,11 @@ def test_grad_step_benchmark_smoke(tmp_path):
     check = result["cross_checks"][0]
     assert all(v == 0 for v in check["eventsnn_failures"].values())
     autodiff_check = check["versus"]["eventsnn autodiff first-spike [event loop]"]
-    assert autodiff_check["output"]["max_abs_diff_ms"] == 0
+    # Same spikes up to float32 rounding: the loop-free scan composes precomputed
+    # affine maps, the loop evaluates the flow directly (float64 agreement to 1e-12 ms
+    # is checked in tests/test_first_spike.py).
+    assert autodiff_check["output"]["max_abs_diff_ms"] <= 1e-4
+    assert autodiff_check["output"]["fire_mismatch"] == 0
     no_peers = {"eventax": "--no-peers", "jaxsnn": "--no-peers"}
     assert result["notes"][0]["skipped"] == no_peers
 
