@@ -18,6 +18,8 @@ threshold crossing between two events is always bracketed and found by a safegua
 Newton iteration to machine precision. Nothing here is approximate.
 """
 
+import functools
+import operator
 from typing import Callable, ClassVar
 
 import diffrax
@@ -154,8 +156,9 @@ class AffineFlow(eqx.Module):
 
     def _coefficients(self, tau, dtype, driven=True):
         """The scalars of the flow over ``tau``: ``y(τ) = decay (y0 + grow S y0) +
-        drive b + drive_s S b`` with ``S = A - λ2 I`` (``grow``, ``drive_s`` are
-        ``None`` for one state variable, ``drive``, ``drive_s`` if not `driven`)."""
+        drive b + drive_s S b`` with ``S = A - λ2 I``. ``grow`` and ``drive_s`` are
+        ``None`` for one state variable; ``drive`` and ``drive_s`` are ``None`` unless
+        `driven`."""
         tau = jnp.broadcast_to(tau, self.lam2.shape).astype(dtype)
         z2 = self.lam2 * tau
         # (e^z itself, not 1 + expm1(z): that loses e^z's relative accuracy for z < -1)
@@ -265,27 +268,23 @@ class AffineFlow(eqx.Module):
 
 
 def matvec(M: Float[Array, "n s s"], y: State) -> State:
-    """Row-wise ``M @ y`` for 1 or 2 state variables, spelled out (see `rowdot`)."""
-    if y.shape[-1] == 1:
-        return M[:, :, 0] * y
-    y0, y1 = y[:, 0], y[:, 1]
-    return jnp.stack([M[:, 0, 0] * y0 + M[:, 0, 1] * y1,
-                      M[:, 1, 0] * y0 + M[:, 1, 1] * y1], axis=-1)
+    """Row-wise ``M @ y``, spelled out over the (few) state variables (see `rowdot`)."""
+    s = y.shape[-1]
+    return jnp.stack([rowdot(M[:, i, :], y) for i in range(s)], axis=-1)
 
 
 def rowdot(c: Float[Array, "n s"], y: State) -> Float[Array, " n"]:
     """Row-wise dot product ``sum(c * y, -1)``.
 
-    Spelled out over the 1 or 2 columns on purpose: on XLA:CPU (jax 0.10.2) the fused
+    Spelled out column by column on purpose: on XLA:CPU (jax 0.10.2) the fused
     multiply-and-reduce ``jnp.sum(c * y, -1)`` over a short last axis returns values
     from the wrong rows once a vmapped batch makes the array longer than 2¹⁵ rows (a
     120-neuron layer at batch ≥ 274), and a contraction (einsum) over so short an
     axis is slow. `tests/test_api.py::test_large_vmapped_batch_matches_chunks` guards
     the first.
     """
-    if y.shape[-1] == 1:
-        return c[:, 0] * y[:, 0]
-    return c[:, 0] * y[:, 0] + c[:, 1] * y[:, 1]
+    return functools.reduce(
+        operator.add, [c[:, k] * y[:, k] for k in range(y.shape[-1])])
 
 
 # ------------------------------------------------------------- first crossing

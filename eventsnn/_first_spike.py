@@ -68,7 +68,6 @@ def parallel_first_spikes(
     # +inf enters the arithmetic, so none can leak NaN into a gradient.
     times = jnp.where(real, inputs.times, t_max)
     starts = jnp.concatenate([jnp.zeros((1,), dtype), times])  # segment k starts here
-    ends = jnp.concatenate([times, t_max[None]])  # ... and ends at the next input
 
     superpose = neuron.additive_input
     # With additive inputs the derivative comes from the superposition below, and the
@@ -103,7 +102,7 @@ def parallel_first_spikes(
 
     # Which segments fire, for all segments and neurons at once (values only). A
     # segment ends in the state just before the next input (from the scan).
-    lengths = jax.lax.stop_gradient(ends - starts)
+    lengths = jax.lax.stop_gradient(gaps)  # segment k: from input k - 1 to input k
     flow_c = jax.lax.stop_gradient((flow, c, g0))
     ys, y_ends = jax.lax.stop_gradient(
         (y_starts, jnp.concatenate([before, y_end_last[None]]))
