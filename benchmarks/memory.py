@@ -13,6 +13,9 @@ outputs. That is the device memory the step needs, exact and repeatable, on any 
   budget `max_steps` = 64 … 4096. Reverse mode through the solver must be able to store
   (checkpoints of) up to that many steps; the adjoint ODE does not.
 
+``--smoke`` (the test suite's size) uses a one-layer 5-3 network, batch 2, and skips
+reverse mode through the event loop: every row is one compilation.
+
 Usage: ``python benchmarks/memory.py [--smoke] [--out results/memory.json]``
 """
 
@@ -55,7 +58,12 @@ def inputs(key, batch, channels, k, t_max):
     return jnp.sort(times, axis=-1)
 
 
-def versus_events(ks, hidden, batch):
+def sizes(hidden):
+    """Layer sizes: 5-H-3, or 5-3 (one layer) for ``hidden=None`` (the smoke size)."""
+    return [3] if hidden is None else [hidden, 3]
+
+
+def versus_events(ks, hidden, batch, modes=("eventprop", "autodiff", "loop-free")):
     rows = []
     for k in ks:
         x = inputs(jax.random.key(1), batch, 5, k, 30.0)
@@ -63,10 +71,9 @@ def versus_events(ks, hidden, batch):
         row = {"K": k, "events": 5 * k}
         # The two modes through the event loop, and the default loop-free first-spike
         # path (`_first_spike.py`), which both modes share.
-        for mode, solver in (("eventprop", es.ExactSegments(parallel=False)),
-                             ("autodiff", es.ExactSegments(parallel=False)),
-                             ("loop-free", None)):
-            net = es.FeedForward(5, [hidden, 3], es.LIF(), jax.random.key(0), t_max=30.0,
+        for mode in modes:
+            solver = None if mode == "loop-free" else es.ExactSegments(parallel=False)
+            net = es.FeedForward(5, sizes(hidden), es.LIF(), jax.random.key(0), t_max=30.0,
                                  gradient="eventprop" if mode == "loop-free" else mode,
                                  solver=solver)
             row[mode] = step_memory(net, x, labels)["total_MiB"]
@@ -81,7 +88,7 @@ def versus_steps(budgets, hidden, batch):
     for max_steps in budgets:
         row = {"max_steps": max_steps}
         for mode in ("eventprop", "autodiff"):
-            net = es.FeedForward(5, [hidden, 3], es.QIF(), jax.random.key(0), t_max=30.0,
+            net = es.FeedForward(5, sizes(hidden), es.QIF(), jax.random.key(0), t_max=30.0,
                                  gradient=mode,
                                  solver=es.DiffraxSegments(max_steps=max_steps))
             row[mode] = step_memory(net, x, labels)["total_MiB"]
@@ -90,12 +97,10 @@ def versus_steps(budgets, hidden, batch):
 
 
 def table(rows, key):
-    extra = "loop-free" in rows[0]
-    lines = [f"{key:>10} | eventprop (MiB) | autodiff (MiB)"
-             + (" | loop-free (MiB)" if extra else "")]
+    modes = [m for m in ("eventprop", "autodiff", "loop-free") if m in rows[0]]
+    lines = [f"{key:>10} | " + " | ".join(f"{m + ' (MiB)':>15}" for m in modes)]
     for r in rows:
-        lines.append(f"{r[key]:>10} | {r['eventprop']:>15.2f} | {r['autodiff']:>14.2f}"
-                     + (f" | {r['loop-free']:>15.2f}" if extra else ""))
+        lines.append(f"{r[key]:>10} | " + " | ".join(f"{r[m]:>15.2f}" for m in modes))
     return "\n".join(lines)
 
 
@@ -105,11 +110,15 @@ def main(argv=None):
     parser.add_argument("--out", default="benchmarks/results/memory.json")
     args = parser.parse_args(argv)
     if args.smoke:
-        ks, budgets, hidden, batch = [1, 4], [16, 64], 8, 2
+        # One layer, and no reverse mode through the event loop: the smoke run is
+        # compile-bound (one gradient program per row and mode).
+        ks, budgets, hidden, batch = [1, 4], [16, 64], None, 2
+        modes = ("eventprop", "loop-free")
     else:
         ks, budgets, hidden, batch = [1, 4, 16, 64], [64, 256, 1024, 4096], 120, 32
+        modes = ("eventprop", "autodiff", "loop-free")
     start = time.perf_counter()
-    events = versus_events(ks, hidden, batch)
+    events = versus_events(ks, hidden, batch, modes)
     steps = versus_steps(budgets, hidden, batch)
     result = {
         "machine": platform.platform(), "processor": platform.processor(),
@@ -118,7 +127,8 @@ def main(argv=None):
         "hidden": hidden, "batch": batch, "versus_events": events,
         "versus_steps": steps, "seconds": time.perf_counter() - start,
     }
-    print(f"gradient-step memory, 5-{hidden}-3, batch {batch}, {jax.devices()[0]}")
+    shape = "-".join(str(n) for n in [5, *sizes(hidden)])
+    print(f"gradient-step memory, {shape}, batch {batch}, {jax.devices()[0]}")
     print("\nLIF (exact flow), K input spikes per channel:")
     print(table(events, "K"))
     print("\nQIF (Tsit5), per-segment solver step budget:")

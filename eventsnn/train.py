@@ -162,6 +162,25 @@ def _batches(n: int, batch_size: int, rng):
         yield np.pad(index, (0, batch_size - len(index))), mask
 
 
+def _arrays(net: FeedForward):
+    """``eqx.partition(net, eqx.is_array)`` with every weakly typed float leaf (a
+    neuron parameter built from a Python float) cast to the weights' dtype.
+
+    Weak types are part of a compiled program's signature, and an optimiser update or
+    a checkpoint load returns strong ones: without this, a fresh network and a
+    resumed (or already updated) one compile the step twice. The cast does not change
+    the arithmetic: a weak scalar takes the dtype of the arrays it meets."""
+    params, static = eqx.partition(net, eqx.is_array)
+    dtype = net.weights[0].dtype
+
+    def strong(leaf):
+        if getattr(leaf, "weak_type", False) and jnp.issubdtype(leaf.dtype, jnp.inexact):
+            return jnp.asarray(leaf, dtype)
+        return leaf
+
+    return jax.tree.map(strong, params), static
+
+
 def _as_dataset(data) -> Dataset:
     if isinstance(data, Dataset):
         return data
@@ -261,7 +280,7 @@ def evaluate(net: FeedForward, data, loss: Callable | None = None,
     """
     data = _as_dataset(data)
     loss = loss or first_spike_loss()
-    params, static = eqx.partition(net, eqx.is_array)
+    params, static = _arrays(net)
     batch_size = min(batch_size, len(data))
     data_sharding, replicated = _sharding()
     n_dev = len(jax.devices())
@@ -449,7 +468,7 @@ def fit(
         best_net = eqx.tree_deserialise_leaves(folder / "best.eqx", net)
 
     data_sharding, replicated = _sharding()
-    params, static = eqx.partition(net, eqx.is_array)
+    params, static = _arrays(net)
     params, opt_state = jax.device_put((params, opt_state), replicated)
     # Bump unit per layer: silent_bump × (weight of one input spike that fires the
     # neuron) / fan-in; 1 / silent_bump bumps add one firing weight over all inputs.

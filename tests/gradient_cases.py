@@ -33,9 +33,15 @@ MODELS = {
 }
 
 
-def spike_loss(net, x):
-    """A loss that weighs every kept spike time of both layers differently."""
-    out = net(x)
+@eqx.filter_jit
+def forward(net, x):
+    return net(x)
+
+
+def spike_loss(net, x, out=None):
+    """A loss that weighs every kept spike time of both layers differently (the
+    network run as one compiled program, or given as ``out``)."""
+    out = forward(net, x) if out is None else out
     total = 0.0
     for layer in out.layers:
         t = jnp.where(jnp.isfinite(layer.times), layer.times, 0.0)
@@ -76,12 +82,13 @@ def check_modes_and_finite_differences(name):
     modes = ("eventprop", "autodiff")
     nets = {mode: build(name, mode) for mode in modes}
     net = nets[modes[0]]
-    out = net(X)
+    out = forward(net, X)
     assert not bool(out.overflow.any()), out.overflow
     assert int(out.layers[0].counts.max()) >= 2, "want several spikes per neuron"
-    # One gradient program per mode, with respect to the network and the inputs.
-    both = {m: eqx.filter_grad(lambda nx: spike_loss(*nx))((n, X))
-            for m, n in nets.items()}
+    # One compiled gradient program per mode, with respect to the network and the
+    # inputs (compiled whole: un-jitted, each layer and the loss compile apart).
+    grad = eqx.filter_jit(eqx.filter_grad(lambda nx: spike_loss(*nx, out=nx[0](nx[1]))))
+    both = {m: grad((n, X)) for m, n in nets.items()}
     grads = {m: g[0] for m, g in both.items()}
     gx = {m: g[1] for m, g in both.items()}
     g_ep, g_ad = grads[modes[0]], grads[modes[-1]]

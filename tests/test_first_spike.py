@@ -40,6 +40,12 @@ def network(model, solver, gradient="eventprop", dtype=jnp.float64):
                         net)
 
 
+@eqx.filter_jit
+def run(net, x):
+    """The batch as one compiled program (un-jitted, each layer compiles apart)."""
+    return jax.vmap(net)(x)
+
+
 def loss(net, x):
     out = jax.vmap(net)(x)
     total = 0.0
@@ -50,6 +56,7 @@ def loss(net, x):
     return total
 
 
+@eqx.filter_jit
 def grads(net, x):
     return eqx.filter_grad(lambda nx: loss(*nx))((net, x))
 
@@ -76,7 +83,7 @@ def assert_same_grads(a, b, rtol):
 def test_parallel_path_matches_the_event_loop(name):
     x = batch()
     fast = network(MODELS[name], es.ExactSegments())
-    out = jax.vmap(fast)(x)
+    out = run(fast, x)
     fired = [float(np.isfinite(layer.times).mean()) for layer in out.layers]
     assert all(0.2 < f < 1.0 for f in fired), fired  # some fire, some stay silent
     g_fast = grads(fast, x)
@@ -84,7 +91,7 @@ def test_parallel_path_matches_the_event_loop(name):
     # compile); EventProp's replay for all.
     for gradient in ("eventprop", "autodiff") if name == "LIF" else ("eventprop",):
         loop = network(MODELS[name], es.ExactSegments(parallel=False), gradient)
-        assert_same_spikes(out, jax.vmap(loop)(x), atol=1e-12)
+        assert_same_spikes(out, run(loop, x), atol=1e-12)
         assert_same_grads(g_fast, grads(loop, x), rtol=1e-9)
 
 
@@ -94,7 +101,7 @@ def test_parallel_path_matches_the_diffrax_path():
     tsit = network(es.LIF(), diffrax.Tsit5())
     assert isinstance(fast.segments[0], es.ExactSegments)
     assert isinstance(tsit.segments[0], es.DiffraxSegments)
-    assert_same_spikes(jax.vmap(fast)(x), jax.vmap(tsit)(x), atol=1e-8)
+    assert_same_spikes(run(fast, x), run(tsit, x), atol=1e-8)
     assert_same_grads(grads(fast, x), grads(tsit, x), rtol=1e-6)
 
 
@@ -104,7 +111,7 @@ def test_parallel_path_in_float32():
     x = batch(jnp.float32)
     fast = network(es.LIF(), es.ExactSegments(), dtype=jnp.float32)
     loop = network(es.LIF(), es.ExactSegments(parallel=False), dtype=jnp.float32)
-    a, b = jax.vmap(fast)(x), jax.vmap(loop)(x)
+    a, b = run(fast, x), run(loop, x)
     assert a.layers[-1].times.dtype == jnp.float32
     assert_same_spikes(a, b, atol=1e-4)
     g32 = grads(fast, x)
