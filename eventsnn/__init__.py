@@ -3,6 +3,7 @@
 import importlib.metadata
 
 from . import (
+    augment as augment,
     datasets as datasets,
     encoding as encoding,
     losses as losses,

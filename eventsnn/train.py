@@ -239,7 +239,9 @@ def _batch_loss(params, static, loss, predict, penalty, x, y, mask):
 
 @eqx.filter_jit
 def _train_step(spec, params, static, opt_state, optimizer, loss, predict, penalty,
-                bump, x, y, mask):
+                bump, augment, key, x, y, mask):
+    if augment is not None:
+        x = jax.vmap(augment)(jax.random.split(key, x.shape[0]), x)
     grad_fn = jax.value_and_grad(_batch_loss, has_aux=True)
     (_, (stats, silent)), grads = grad_fn(params, static, loss, predict, penalty, x, y,
                                           mask)
@@ -385,6 +387,7 @@ def fit(
     silent_penalty: float | None = None,
     max_overflow: float = 0.01,
     keep_best: bool = True,
+    augment: Callable | None = None,
     log_dir=None,
     resume: bool = False,
     progress: bool = True,
@@ -413,6 +416,10 @@ def fit(
       training is noisy from epoch to epoch (an output neuron that falls silent costs
       several percent until it is bumped back), so the last epoch is often not the
       best; the test set plays no part in the choice.
+    - `augment`: per-sample ``augment(key, input_times) -> input_times`` applied to
+      every training batch inside the jitted step (e.g. `eventsnn.augment.jitter`);
+      the key is derived from ``seed``, the epoch and the step, so runs stay
+      reproducible and resume exactly. Validation and test data are not augmented.
     - `log_dir`: folder for ``metrics.csv``, ``checkpoint.eqx``/``.json`` (written
       after every epoch) and ``best.eqx`` (the best network so far).
     - `resume`: continue from the checkpoint in ``log_dir`` (the epochs already done
@@ -484,13 +491,16 @@ def fit(
         start = time.perf_counter()
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
                    leave=False, dynamic_ncols=True)
-        for index, mask in _batches(len(data), batch_size, rng):
+        for step, (index, mask) in enumerate(_batches(len(data), batch_size, rng)):
             x, y, m = jax.device_put(
                 (data.inputs[index], data.labels[index], mask), data_sharding
             )
+            key = None
+            if augment is not None:
+                key = jax.random.fold_in(jax.random.key(seed), epoch * steps + step)
             params, opt_state, stats = _train_step(
                 spec, params, static, opt_state, optimizer, loss, predict, penalty,
-                bump, x, y, m
+                bump, augment, key, x, y, m
             )
             stats = jax.device_get(stats)
             for k in totals:

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .. import augment as augmentations
 from .. import datasets, plot
 from .. import train as _train_lib
 from .._network import FeedForward
@@ -23,12 +24,14 @@ from ._common import NEURONS, _positive, precision
 # decaying rate the validation accuracy kept jumping by several percent from epoch to
 # epoch (measured on Yin-Yang; README). `alpha` weighs the early-spike regulariser,
 # `penalty` the max-membrane penalty of a silent correct output neuron.
+# `jitter` (ms) and `shift` (pixels) are the training-time augmentation
+# (`eventsnn.augment`); `image` is the pixel grid that `shift` moves.
 _COMMON = dict(epochs=30, lr=5e-3, batch_size=64, t_max=30.0, tau=2.5, alpha=0.01,
-               penalty=5.0)
+               penalty=5.0, jitter=0.0, shift=0)
 DEFAULTS = {
     "yin-yang": dict(_COMMON, hidden=120),
-    "digits": dict(_COMMON, hidden=100),
-    "mnist5k": dict(_COMMON, hidden=200),
+    "digits": dict(_COMMON, hidden=100, image=(8, 8)),
+    "mnist5k": dict(_COMMON, hidden=200, image=(28, 28)),
 }
 
 
@@ -43,6 +46,11 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=_positive(float), default=None,
                         help="LAMB learning rate (relative step per layer)")
     parser.add_argument("--batch-size", type=_positive(int), default=None)
+    parser.add_argument("--jitter", type=float, default=None, metavar="MS",
+                        help="augmentation: Gaussian noise (ms) on training spike times")
+    parser.add_argument("--shift", type=int, default=None, metavar="PIXELS",
+                        help="augmentation: random image shift of up to PIXELS (image "
+                        "datasets)")
     parser.add_argument("--train-size", type=_positive(int), default=None,
                         help="use only the first N training samples (quick runs)")
     parser.add_argument("--seed", type=int, default=0)
@@ -69,9 +77,15 @@ def build_network(args, in_size, n_out, settings) -> FeedForward:
 
 def _run_train(args: argparse.Namespace) -> int:
     settings = dict(DEFAULTS[args.dataset])
-    for key in ("hidden", "epochs", "lr", "batch_size"):
+    for key in ("hidden", "epochs", "lr", "batch_size", "jitter", "shift"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
+    if settings["shift"] and "image" not in settings:
+        print(f"error: --shift needs an image dataset; {args.dataset} is not one")
+        return 1
+    if settings["jitter"] < 0 or settings["shift"] < 0:
+        print("error: --jitter and --shift must be >= 0")
+        return 1
     out_dir = args.out or Path("runs") / args.dataset
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
@@ -98,11 +112,15 @@ def _run_train(args: argparse.Namespace) -> int:
           f"{settings['lr']:g} (cosine decay), first-spike cross-entropy (tau "
           f"{settings['tau']:g} ms, regulariser {settings['alpha']:g}), "
           f"{len(jax.devices())} device(s)")
+    augment = _augmentation(settings)
+    if augment is not None:
+        print(f"augmentation: spike-time jitter {settings['jitter']:g} ms, image shift "
+              f"up to {settings['shift']} pixel(s)")
     start = time.perf_counter()
     result = _train_lib.fit(
         net, loss, optimizer, train, validation=validation,
         epochs=settings["epochs"], batch_size=settings["batch_size"], seed=args.seed,
-        silent_penalty=settings["penalty"],
+        silent_penalty=settings["penalty"], augment=augment,
         log_dir=out_dir, resume=args.resume, progress=not args.no_progress,
         callback=_print_row if args.no_progress else None,
     )
@@ -123,6 +141,15 @@ def _run_train(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
     print(f"test accuracy: {metrics['accuracy']:.3f}")
     return 0
+
+
+def _augmentation(settings):
+    steps = []
+    if settings["shift"]:
+        steps.append(augmentations.shift_image(*settings["image"], settings["shift"]))
+    if settings["jitter"]:
+        steps.append(augmentations.jitter(settings["jitter"]))
+    return augmentations.chain(*steps) if steps else None
 
 
 def _print_row(epoch, net, row):
