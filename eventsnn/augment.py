@@ -33,7 +33,11 @@ def jitter(sigma: float) -> Augmentation:
     """Add independent Gaussian noise of standard deviation ``sigma`` (ms) to every
     finite spike time; times pushed below 0 become 0, padding (``+inf``) stays.
 
-    **Raises:** ``ValueError`` unless ``sigma >= 0`` and finite.
+    **Arguments:** `sigma`: the noise's standard deviation (ms), finite and ``>= 0``.
+
+    **Returns:** the augmentation ``(key, times) -> times``.
+
+    **Raises:** ``ValueError`` for a negative or non-finite ``sigma``.
     """
     if not (math.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"`sigma` must be finite and >= 0; got {sigma!r}.")
@@ -50,6 +54,13 @@ def shift_image(height: int, width: int, max_shift: int = 1) -> Augmentation:
     `eventsnn.datasets.digits` and ``mnist5k`` lay them out) by a random whole number
     of pixels in ``[-max_shift, max_shift]`` along each axis. Pixels that move in from
     outside the frame are silent (``+inf``), like the background.
+
+    **Arguments:**
+
+    - `height`, `width`: the pixel grid (8 × 8 for digits, 28 × 28 for MNIST).
+    - `max_shift`: the largest shift in pixels along each axis (0: the identity).
+
+    **Returns:** the augmentation ``(key, times) -> times``.
 
     **Raises:** ``ValueError`` for non-positive sizes or a negative shift; at call
     time, if the sample does not have ``height * width`` channels.
@@ -78,7 +89,12 @@ def shift_image(height: int, width: int, max_shift: int = 1) -> Augmentation:
 
 
 def chain(*augmentations: Augmentation) -> Augmentation:
-    """Apply ``augmentations`` in order, each with its own key."""
+    """Apply several augmentations in order, each with its own key.
+
+    **Arguments:** `augmentations`: the augmentations, first applied first.
+
+    **Returns:** the combined augmentation ``(key, times) -> times``.
+    """
 
     def apply(key, times):
         for augmentation, k in zip(augmentations,

@@ -75,3 +75,11 @@ def test_bad_arguments_are_usage_errors(capsys):
     with pytest.raises(SystemExit) as info:
         main([])
     assert info.value.code == 2
+
+
+def test_train_refuses_augmentation_that_does_not_apply(tmp_path, capsys):
+    # Checked before any data is loaded or anything compiled.
+    assert main(["train", "yin-yang", "--shift", "1", "--out", str(tmp_path)]) == 1
+    assert "--shift needs an image dataset" in capsys.readouterr().out
+    assert main(["train", "digits", "--jitter", "-0.5", "--out", str(tmp_path)]) == 1
+    assert "must be >= 0" in capsys.readouterr().out

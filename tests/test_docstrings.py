@@ -3,7 +3,7 @@ in the house style (``**Arguments:**`` / ``**Returns:**`` sections, see
 ``../shared/STYLE.md``).
 
 Public means: what ``eventsnn/__init__.py`` exports, and the public names of the
-submodules ``losses``, ``encoding``, ``datasets``, ``plot``, ``neurons`` and ``train``
+submodules ``losses``, ``encoding``, ``augment``, ``datasets``, ``plot``, ``neurons`` and ``train``
 (and of their own public submodules, e.g. ``eventsnn.datasets.yin_yang``); for a class,
 its public methods, ``__call__`` and its properties, down the part of its MRO that
 lives in eventsnn. The rules:
@@ -33,7 +33,8 @@ import pytest
 
 import eventsnn
 
-PUBLIC_SUBMODULES = ("losses", "encoding", "datasets", "plot", "neurons", "train")
+PUBLIC_SUBMODULES = ("losses", "encoding", "augment", "datasets", "plot", "neurons",
+                     "train")
 
 ARGUMENTS, FIELDS, RETURNS = "**Arguments:**", "**Fields:**", "**Returns:**"
 
