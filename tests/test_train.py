@@ -79,8 +79,12 @@ def test_checkpoint_resume_continues_the_run(data, tmp_path):
                         log_dir=tmp_path / "full", **common)
     es.train.fit(small_net(), loss, opt, train, epochs=2, log_dir=tmp_path / "part",
                  **common)
+    compiled = es.train._train_step._cached._cache_size()
     resumed = es.train.fit(small_net(), loss, opt, train, epochs=3,
                            log_dir=tmp_path / "part", resume=True, **common)
+    # The network loaded from the checkpoint (strongly typed leaves) reuses the step
+    # compiled for the fresh one (weakly typed neuron parameters).
+    assert es.train._train_step._cached._cache_size() == compiled
     # Resuming after epoch 2 gives exactly the uninterrupted run, including which
     # epoch's network is the best.
     assert len(resumed.history) == 3
