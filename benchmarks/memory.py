@@ -73,7 +73,8 @@ def versus_events(ks, hidden, batch, modes=("eventprop", "autodiff", "loop-free"
         # path (`_first_spike.py`), which both modes share.
         for mode in modes:
             solver = None if mode == "loop-free" else es.ExactSegments(parallel=False)
-            net = es.FeedForward(5, sizes(hidden), es.LIF(), jax.random.key(0), t_max=30.0,
+            net = es.FeedForward(5, sizes(hidden), es.LIF(), jax.random.key(0),
+                                 t_max=30.0,
                                  gradient="eventprop" if mode == "loop-free" else mode,
                                  solver=solver)
             row[mode] = step_memory(net, x, labels)["total_MiB"]
@@ -88,7 +89,8 @@ def versus_steps(budgets, hidden, batch):
     for max_steps in budgets:
         row = {"max_steps": max_steps}
         for mode in ("eventprop", "autodiff"):
-            net = es.FeedForward(5, sizes(hidden), es.QIF(), jax.random.key(0), t_max=30.0,
+            net = es.FeedForward(5, sizes(hidden), es.QIF(), jax.random.key(0),
+                                 t_max=30.0,
                                  gradient=mode,
                                  solver=es.DiffraxSegments(max_steps=max_steps))
             row[mode] = step_memory(net, x, labels)["total_MiB"]

@@ -14,7 +14,7 @@ es.train.fit(net, loss, optimizer, es.datasets.digits(), augment=augment)
 | augmentation | what it does |
 | --- | --- |
 | [`jitter`][] | Gaussian noise on every spike time (clipped at 0) |
-| [`shift_image`][] | moves an image code by up to a few pixels; pixels moved in are silent |
+| [`shift_image`][] | moves an image code by whole pixels; pixels moved in are silent |
 | [`chain`][] | applies several, each with its own key |
 """
 
@@ -26,7 +26,8 @@ import jax.numpy as jnp
 
 from ._custom_types import Array, Float
 
-Augmentation = Callable[[jax.Array, Float[Array, "channels K"]], Float[Array, "channels K"]]
+_Times = Float[Array, "channels K"]
+Augmentation = Callable[[jax.Array, _Times], _Times]
 
 
 def jitter(sigma: float) -> Augmentation:

@@ -174,7 +174,8 @@ def _arrays(net: FeedForward):
     dtype = net.weights[0].dtype
 
     def strong(leaf):
-        if getattr(leaf, "weak_type", False) and jnp.issubdtype(leaf.dtype, jnp.inexact):
+        weak = getattr(leaf, "weak_type", False)
+        if weak and jnp.issubdtype(leaf.dtype, jnp.inexact):
             return jnp.asarray(leaf, dtype)
         return leaf
 

@@ -3,7 +3,8 @@ in the house style (``**Arguments:**`` / ``**Returns:**`` sections, see
 ``../shared/STYLE.md``).
 
 Public means: what ``eventsnn/__init__.py`` exports, and the public names of the
-submodules ``losses``, ``encoding``, ``augment``, ``datasets``, ``plot``, ``neurons`` and ``train``
+submodules ``losses``, ``encoding``, ``augment``, ``datasets``, ``plot``, ``neurons``
+and ``train``
 (and of their own public submodules, e.g. ``eventsnn.datasets.yin_yang``); for a class,
 its public methods, ``__call__`` and its properties, down the part of its MRO that
 lives in eventsnn. The rules:

@@ -50,7 +50,8 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="LAMB learning rate (relative step per layer)")
     parser.add_argument("--batch-size", type=_positive(int), default=None)
     parser.add_argument("--jitter", type=float, default=None, metavar="MS",
-                        help="augmentation: Gaussian noise (ms) on training spike times")
+                        help="augmentation: Gaussian noise (ms) on training spike "
+                        "times")
     parser.add_argument("--shift", type=int, default=None, metavar="PIXELS",
                         help="augmentation: random image shift of up to PIXELS (image "
                         "datasets)")
