@@ -13,8 +13,9 @@ outputs. That is the device memory the step needs, exact and repeatable, on any 
   budget `max_steps` = 64 … 4096. Reverse mode through the solver must be able to store
   (checkpoints of) up to that many steps; the adjoint ODE does not.
 
-``--smoke`` (the test suite's size) uses a one-layer 5-3 network, batch 2, and skips
-reverse mode through the event loop: every row is one compilation.
+``--smoke`` (the test suite's size) uses a one-layer 5-3 network, batch 2, and leaves
+reverse mode through the event loop out of the versus-events table (the compilations,
+one per row and mode, are what take the time).
 
 Usage: ``python benchmarks/memory.py [--smoke] [--out results/memory.json]``
 """

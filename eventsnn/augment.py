@@ -32,7 +32,10 @@ Augmentation = Callable[[jax.Array, _Times], _Times]
 
 def jitter(sigma: float) -> Augmentation:
     """Add independent Gaussian noise of standard deviation ``sigma`` (ms) to every
-    finite spike time; times pushed below 0 become 0, padding (``+inf``) stays.
+    finite spike time; times pushed below 0 become 0, padding (``+inf``) stays. With
+    several spikes per channel the noise can swap their order (the network sorts its
+    inputs, so that is harmless); a time pushed to ``t_max`` or beyond is ignored by
+    the network like any late input.
 
     **Arguments:** `sigma`: the noise's standard deviation (ms), finite and ``>= 0``.
 

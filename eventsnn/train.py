@@ -162,24 +162,33 @@ def _batches(n: int, batch_size: int, rng):
         yield np.pad(index, (0, batch_size - len(index))), mask
 
 
-def _arrays(net: FeedForward):
-    """``eqx.partition(net, eqx.is_array)`` with every weakly typed float leaf (a
-    neuron parameter built from a Python float) cast to the weights' dtype.
+def _strong(net: FeedForward) -> FeedForward:
+    """``net`` with every weakly typed float leaf of a layer's neuron model (a
+    parameter built from a Python float) cast to that layer's weight dtype.
 
     Weak types are part of a compiled program's signature, and an optimiser update or
     a checkpoint load returns strong ones: without this, a fresh network and a
-    resumed (or already updated) one compile the step twice. The cast does not change
-    the arithmetic: a weak scalar takes the dtype of the arrays it meets."""
-    params, static = eqx.partition(net, eqx.is_array)
-    dtype = net.weights[0].dtype
+    resumed (or already updated) one compile the step twice. A weak scalar takes the
+    dtype of the arrays it meets, so the layer computes in its weights' dtype either
+    way; only sub-expressions of parameters alone (e.g. ``tau_syn / (tau_mem -
+    tau_syn)``), which were in the default float dtype, are now in the weights'."""
 
-    def strong(leaf):
-        weak = getattr(leaf, "weak_type", False)
-        if weak and jnp.issubdtype(leaf.dtype, jnp.inexact):
-            return jnp.asarray(leaf, dtype)
-        return leaf
+    def strong(dtype):
+        def cast(leaf):
+            weak = getattr(leaf, "weak_type", False)
+            if weak and jnp.issubdtype(leaf.dtype, jnp.inexact):
+                return jnp.asarray(leaf, dtype)
+            return leaf
+        return cast
 
-    return jax.tree.map(strong, params), static
+    neurons = [jax.tree.map(strong(w.dtype), m, is_leaf=eqx.is_array)
+               for m, w in zip(net.neurons, net.weights)]
+    return eqx.tree_at(lambda n: n.neurons, net, tuple(neurons))
+
+
+def _arrays(net: FeedForward):
+    """``eqx.partition(_strong(net), eqx.is_array)``."""
+    return eqx.partition(_strong(net), eqx.is_array)
 
 
 def _as_dataset(data) -> Dataset:
@@ -457,6 +466,7 @@ def fit(
     validation = None if validation is None else _as_dataset(validation)
     n_dev = len(jax.devices())
     batch_size = math.ceil(min(batch_size, len(data)) / n_dev) * n_dev
+    net = _strong(net)  # before the optimiser state: its moments copy the dtypes
     spec = _trainable(net, train)
     opt_state = optimizer.init(eqx.filter(net, spec))
     history: list[dict] = []

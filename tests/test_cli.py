@@ -81,5 +81,6 @@ def test_train_refuses_augmentation_that_does_not_apply(tmp_path, capsys):
     # Checked before any data is loaded or anything compiled.
     assert main(["train", "yin-yang", "--shift", "1", "--out", str(tmp_path)]) == 1
     assert "--shift needs an image dataset" in capsys.readouterr().out
-    assert main(["train", "digits", "--jitter", "-0.5", "--out", str(tmp_path)]) == 1
-    assert "must be >= 0" in capsys.readouterr().out
+    for bad in ("-0.5", "nan"):
+        assert main(["train", "digits", "--jitter", bad, "--out", str(tmp_path)]) == 1
+        assert "must be finite and >= 0" in capsys.readouterr().out

@@ -79,6 +79,8 @@ def test_checkpoint_resume_continues_the_run(data, tmp_path):
                         log_dir=tmp_path / "full", **common)
     es.train.fit(small_net(), loss, opt, train, epochs=2, log_dir=tmp_path / "part",
                  **common)
+    # (The step's static arguments include the augmentation function itself: the
+    # three runs share one `jitter` object, so only a dtype change could recompile.)
     compiled = es.train._train_step._cached._cache_size()
     resumed = es.train.fit(small_net(), loss, opt, train, epochs=3,
                            log_dir=tmp_path / "part", resume=True, **common)
@@ -99,6 +101,12 @@ def test_checkpoint_resume_continues_the_run(data, tmp_path):
     first = eqx.filter_jit(lambda net, x: jax.vmap(net)(x).first)
     np.testing.assert_array_equal(first(net, x), first(full.last_net, x))
     assert len(history) == 3
+    # The augmentation is applied: without it the same run ends elsewhere.
+    plain = es.train.fit(small_net(), loss, opt, train, epochs=1, batch_size=BATCH,
+                         progress=False)
+    jittered = es.train.fit(small_net(), loss, opt, train, epochs=1, batch_size=BATCH,
+                            progress=False, augment=common["augment"])
+    assert not np.array_equal(plain.net.weights[0], jittered.net.weights[0])
     rows = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,train_loss") and len(rows) == 4
 
@@ -114,6 +122,9 @@ TRAIN_ALL = textwrap.dedent("""
                           train, epochs=1, batch_size=32, progress=False, train="all")
     moved = not np.allclose(result.net.neurons[0].tau_mem, net.neurons[0].tau_mem)
     print("MOVED", moved)
+    # Two steps, one compilation (the optimiser's moments of the weakly typed neuron
+    # parameters must not change type after the first update).
+    print("COMPILED", es.train._train_step._cached._cache_size())
 """)
 
 
@@ -125,6 +136,7 @@ def test_train_all_parameters_and_bad_input(data):
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "MOVED True" in proc.stdout
+    assert "COMPILED 1" in proc.stdout
     train, _ = data
     loss = LOSS
     net = small_net()

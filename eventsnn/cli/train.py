@@ -3,6 +3,7 @@ dataset, print the test accuracy, write metrics, a checkpoint and plots."""
 
 import argparse
 import json
+import math
 import time
 from pathlib import Path
 
@@ -87,8 +88,9 @@ def _run_train(args: argparse.Namespace) -> int:
     if settings["shift"] and "image" not in settings:
         print(f"error: --shift needs an image dataset; {args.dataset} is not one")
         return 1
-    if settings["jitter"] < 0 or settings["shift"] < 0:
-        print("error: --jitter and --shift must be >= 0")
+    if not (math.isfinite(settings["jitter"]) and settings["jitter"] >= 0
+            and settings["shift"] >= 0):
+        print("error: --jitter and --shift must be finite and >= 0")
         return 1
     out_dir = args.out or Path("runs") / args.dataset
     out_dir.mkdir(parents=True, exist_ok=True)
