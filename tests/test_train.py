@@ -194,8 +194,8 @@ MULTI_DEVICE = textwrap.dedent("""
 
 
 def _run_devices(count):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={count}",
-               JAX_PLATFORMS="cpu")
+    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count"
+    env = dict(os.environ, XLA_FLAGS=f"{flags}={count}", JAX_PLATFORMS="cpu")
     code = MULTI_DEVICE.replace("== 4", f"== {count}")
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                           text=True, timeout=600)
