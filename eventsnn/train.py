@@ -342,6 +342,20 @@ def _save_checkpoint(folder: pathlib.Path, net, opt_state, history, seed, train)
     )
 
 
+def _check_same_run(folder: pathlib.Path, **settings):
+    """Refuse to resume a checkpoint written with other ``settings`` (the shuffling
+    seed, what is trained): the continued run would be neither the old one nor a new
+    one."""
+    meta = json.loads((folder / "checkpoint.json").read_text())
+    differ = {k: (meta[k], v) for k, v in settings.items()
+              if k in meta and meta[k] != v}
+    if differ:
+        said = ", ".join(f"{k}={new!r} (checkpoint: {old!r})"
+                         for k, (old, new) in differ.items())
+        raise ValueError(f"cannot resume the run in {folder} with other settings: "
+                         f"{said}. Use the same settings, or another `log_dir`.")
+
+
 def load_checkpoint(folder, net: FeedForward, optimizer=None):
     """Load ``(net, opt_state, history)`` saved by [`fit`][] in ``folder``.
 
@@ -433,7 +447,8 @@ def fit(
     - `log_dir`: folder for ``metrics.csv``, ``checkpoint.eqx``/``.json`` (written
       after every epoch) and ``best.eqx`` (the best network so far).
     - `resume`: continue from the checkpoint in ``log_dir`` (the epochs already done
-      count towards ``epochs``).
+      count towards ``epochs``); ``ValueError`` if it was written with another `seed`
+      or `train`.
     - `progress`: show a tqdm progress bar with the running loss and accuracy.
     - `callback`: called as ``callback(epoch, net, row)`` after each epoch.
 
@@ -474,6 +489,7 @@ def fit(
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
         if resume and (folder / "checkpoint.eqx").exists():
+            _check_same_run(folder, seed=seed, train=train)
             net, opt_state, history = load_checkpoint(folder, net, optimizer)
     elif resume:
         raise ValueError("`resume=True` needs `log_dir`.")

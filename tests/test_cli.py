@@ -1,5 +1,6 @@
 """Smoke tests of the ``eventsnn`` command line."""
 
+import json
 import re
 
 import jax
@@ -84,3 +85,31 @@ def test_train_refuses_augmentation_that_does_not_apply(tmp_path, capsys):
     for bad in ("-0.5", "nan"):
         assert main(["train", "digits", "--jitter", bad, "--out", str(tmp_path)]) == 1
         assert "must be finite and >= 0" in capsys.readouterr().out
+
+
+def test_train_resume_refuses_other_settings(tmp_path, capsys, monkeypatch):
+    """``--resume`` continues a run only with the settings it was started with (they
+    are recorded in ``run.json`` before training)."""
+    import eventsnn.cli.train as cli_train
+
+    calls = []
+
+    def fit(*args, **kwargs):  # stands in for training: only the check is tested
+        calls.append(kwargs["resume"])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_train._train_lib, "fit", fit)
+    base = ["train", "yin-yang", "--out", str(tmp_path), "--epochs", "5", "--no-plots"]
+    with pytest.raises(KeyboardInterrupt):
+        main(base)
+    assert json.loads((tmp_path / "run.json").read_text())["epochs"] == 5
+    capsys.readouterr()
+    assert main([*base, "--resume", "--lr", "0.01", "--jitter", "0.1"]) == 1
+    out = capsys.readouterr().out
+    assert "--resume with other settings" in out
+    assert "jitter 0.1 (was 0.0)" in out and "lr 0.01 (was 0.005)" in out
+    assert calls == [False]  # refused before training
+    with pytest.raises(KeyboardInterrupt):  # the same settings: training goes on
+        main([*base, "--resume"])
+    assert calls == [False, True]
+

@@ -3,6 +3,7 @@ parallelism gives the same step, and the CLI main job runs end to end."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -109,6 +110,14 @@ def test_checkpoint_resume_continues_the_run(data, tmp_path):
     assert not np.array_equal(plain.net.weights[0], jittered.net.weights[0])
     rows = (tmp_path / "full" / "metrics.csv").read_text().splitlines()
     assert rows[0].startswith("epoch,train_loss") and len(rows) == 4
+    # Resuming with another shuffling seed, or training other parameters, is refused
+    # (before any step runs), naming what differs.
+    for change, said in ((dict(seed=1), "seed=1 (checkpoint: 0)"),
+                         (dict(train="all"), "train='all' (checkpoint: 'weights')")):
+        with pytest.raises(ValueError, match=re.escape(said)):
+            es.train.fit(small_net(), loss, opt, train, epochs=4,
+                         log_dir=tmp_path / "full", resume=True,
+                         **{**common, **change})
 
 
 TRAIN_ALL = textwrap.dedent("""

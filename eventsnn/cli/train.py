@@ -118,6 +118,13 @@ def _run_train(args: argparse.Namespace) -> int:
           f"{settings['lr']:g} (cosine decay), first-spike cross-entropy (tau "
           f"{settings['tau']:g} ms, regulariser {settings['alpha']:g}), "
           f"{len(jax.devices())} device(s)")
+    run = json.loads(json.dumps(dict(
+        dataset=args.dataset, neuron=args.neuron, dtype=args.dtype, seed=args.seed,
+        train_size=args.train_size, **settings)))
+    problem = _same_run(out_dir, run, args.resume)
+    if problem:
+        print(f"error: {problem}")
+        return 1
     augment = _augmentation(settings)
     if augment is not None:
         print(f"augmentation: spike-time jitter {settings['jitter']:g} ms, image shift "
@@ -147,6 +154,22 @@ def _run_train(args: argparse.Namespace) -> int:
             print(f"wrote {path}")
     print(f"test accuracy: {metrics['accuracy']:.3f}")
     return 0
+
+
+def _same_run(out_dir: Path, run: dict, resume: bool) -> str | None:
+    """Record the run's settings in ``run.json``; with ``--resume``, the problem (a
+    message) if the checkpoint there was written with other settings: every one of
+    them shapes the run (the learning-rate schedule spans ``epochs``)."""
+    path = out_dir / "run.json"
+    if resume and path.exists():
+        old = json.loads(path.read_text())
+        differ = [f"{k} {run.get(k)!r} (was {old.get(k)!r})"
+                  for k in sorted(set(run) | set(old)) if run.get(k) != old.get(k)]
+        if differ:
+            return (f"--resume with other settings than the run in {out_dir}: "
+                    f"{', '.join(differ)}; use the same options, or another --out")
+    path.write_text(json.dumps(run, indent=1))
+    return None
 
 
 def _augmentation(settings):
