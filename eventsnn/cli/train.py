@@ -94,6 +94,13 @@ def _run_train(args: argparse.Namespace) -> int:
         return 1
     out_dir = args.out or Path("runs") / args.dataset
     out_dir.mkdir(parents=True, exist_ok=True)
+    run = json.loads(json.dumps(dict(
+        dataset=args.dataset, neuron=args.neuron, dtype=args.dtype, seed=args.seed,
+        train_size=args.train_size, **settings)))
+    problem = _same_run(out_dir, run, args.resume)
+    if problem:
+        print(f"error: {problem}")
+        return 1
     try:
         train = datasets.load(args.dataset, "train")
         validation = datasets.load(args.dataset, "validation")
@@ -118,13 +125,6 @@ def _run_train(args: argparse.Namespace) -> int:
           f"{settings['lr']:g} (cosine decay), first-spike cross-entropy (tau "
           f"{settings['tau']:g} ms, regulariser {settings['alpha']:g}), "
           f"{len(jax.devices())} device(s)")
-    run = json.loads(json.dumps(dict(
-        dataset=args.dataset, neuron=args.neuron, dtype=args.dtype, seed=args.seed,
-        train_size=args.train_size, **settings)))
-    problem = _same_run(out_dir, run, args.resume)
-    if problem:
-        print(f"error: {problem}")
-        return 1
     augment = _augmentation(settings)
     if augment is not None:
         print(f"augmentation: spike-time jitter {settings['jitter']:g} ms, image shift "
