@@ -152,10 +152,16 @@ def eventsnn_engine(
     """eventsnn with the given gradient mode and spike budget.
 
     ``batching``: ``"vmap"`` (the normal way) or ``"map"`` (``jax.lax.map``, one sample
-    after another; a fallback, see `batch_ok`). ``loop``: LIF in first-spike mode
-    through the event loop (``es.ExactSegments(parallel=False)``) instead of the
-    default loop-free path, so that both can be timed in one run.
+    after another; a fallback, see `batch_ok`). ``loop``: first-spike mode through
+    the event loop (LIF: ``es.ExactSegments(parallel=False)``, EIF:
+    ``es.DiffraxSegments(parallel=False)``) instead of the default first-spike path
+    (`_first_spike.py`, `_first_spike_ode.py`), so that both can be timed in one run.
     """
+    if loop:
+        solver = (es.ExactSegments(parallel=False) if w.neuron == "lif"
+                  else es.DiffraxSegments(parallel=False))
+    else:
+        solver = None
     dtype = jnp.dtype(w.dtype)
     net = es.FeedForward(
         w.in_size,
@@ -165,7 +171,7 @@ def eventsnn_engine(
         t_max=w.t_max,
         gradient=gradient,
         max_spikes=max_spikes,
-        solver=es.ExactSegments(parallel=False) if loop else None,
+        solver=solver,
     )
     net = eqx.tree_at(
         lambda n: n.weights, net, [jnp.asarray(a, dtype) for a in weights]

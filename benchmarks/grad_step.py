@@ -17,13 +17,16 @@ Rows (per batch size):
 - jaxsnn (EventProp; its Newton spike-time solver, see ``_peers.py``);
 - eventax (its defaults: Euler dt = 0.01 ms, reverse mode through diffrax);
 - a non-linear model on the general (diffrax) path: every layer EIF, eventsnn
-  (Tsit5, EventProp) vs eventax (Euler). Ratio against the eventsnn EIF row.
+  (Tsit5, EventProp; first-spike path ``_first_spike_ode.py``, and the event loop
+  ``es.DiffraxSegments(parallel=False)`` it replaced) vs eventax (Euler). Ratio
+  against the eventsnn EIF first-spike row.
 
 Equal work is checked in the same run: every library's loss and gradient on the timed
 batch are compared with the reference row (``loss_abs_diff``, ``grad_rel_diff``), and
 the hidden and output first-spike times on the first 32 samples (``cross_check``).
 
-Usage: ``python benchmarks/grad_step.py [--smoke] [--device cpu|gpu] [--no-peers]``
+Usage: ``python benchmarks/grad_step.py [--smoke] [--device cpu|gpu] [--no-peers]
+[--neurons lif,eif]``
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ def engines_for(w: C.Workload, weights, args, smoke: bool):
         x, _ = C.make_data(w)
         if C.batch_ok(engine, x[: min(len(x), 8)]):
             engine = C.eventsnn_engine(w, weights, batching="map")
-        engines = [engine]
+        # The event loop that the first-spike path replaced, timed in the same run.
+        engines = [engine, C.eventsnn_engine(w, weights, loop=True)]
     peers, skipped = P.peer_engines(w, weights, args.peers)
     return engines + peers, engines[0].name, skipped
 
@@ -102,14 +106,17 @@ def run(w: C.Workload, args, smoke: bool, dev) -> tuple[list[dict], dict, dict]:
 
 
 def main(argv=None) -> dict:
-    args = C.parser(__doc__.splitlines()[0]).parse_args(argv)
+    p = C.parser(__doc__.splitlines()[0])
+    p.add_argument("--neurons", default="lif,eif",
+                   help="comma-separated workloads to run (default: lif,eif)")
+    args = p.parse_args(argv)
     dev = C.device(args.device)
     if args.smoke:
         configs = [C.Workload(hidden=8, batch=2)]
     else:
         configs = [
             C.Workload(hidden=120, batch=b, neuron=n)
-            for n in ("lif", "eif")
+            for n in args.neurons.split(",")
             for b in (32, 256)
         ]
     start = time.perf_counter()

@@ -40,6 +40,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from . import _first_spike_ode
 from ._first_spike import parallel_first_spikes
 from ._layer import (
     IDLE,
@@ -53,6 +54,7 @@ from ._layer import (
     run_layer,
 )
 from ._solve import (
+    DiffraxSegments,
     ExactSegments,
     condition_rate,
     event_function_and_rate,
@@ -74,6 +76,13 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
         ctx = segments.prepare(neuron, current, weights.shape[1], weights.dtype)
         return parallel_first_spikes(neuron, weights, in_times, ctx, t_max=t_max,
                                      max_iters=segments.max_iters)
+    if (gradient == "eventprop" and max_spikes == 1
+            and isinstance(segments, DiffraxSegments) and segments.parallel
+            and _first_spike_ode.applies(neuron, current, weights.dtype)):
+        # One solve per input interval instead of one per event ("autodiff" keeps
+        # the event loop as the reference; see `_first_spike_ode.py`).
+        return _first_spike_ode.first_spikes(neuron, weights, in_times, current,
+                                             segments, t_max=t_max)
     if gradient == "autodiff":
         spikes, _, _ = run_layer(neuron, weights, in_times, current, segments,
                                  differentiable=True, **options)

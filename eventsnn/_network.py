@@ -43,10 +43,11 @@ class FeedForward(eqx.Module):
     - `max_spikes`: spike times kept per neuron. ``1`` (default) is first-spike mode:
       a neuron that has fired is done, which is what spike-time losses need and the
       fastest mode (linear layers on the exact flow map then skip the event loop
-      altogether, see `eventsnn.ExactSegments`). A neuron that has fired is switched
-      off: its state stays at the post-reset value (`state_at_t` shows it flat), so
-      models whose membrane runs away without a reset (EIF, QIF) cannot overflow
-      after their one spike.
+      altogether, see `eventsnn.ExactSegments`; non-linear layers with EventProp
+      integrate once per input interval, see `eventsnn.DiffraxSegments`). A neuron
+      that has fired is switched off: its state stays at the post-reset value
+      (`state_at_t` shows it flat), so models whose membrane runs away without a
+      reset (EIF, QIF) cannot overflow after their one spike.
     - `solver`: ``None`` (automatic: exact flow map for linear models with ≤ 2 state
       variables, else ``diffrax.Tsit5()`` at tight tolerances), ``es.ExactLinear()``,
       any diffrax solver, or a configured segment solver

@@ -138,6 +138,21 @@ class AbstractNeuron(eqx.Module):
         """
         return None
 
+    def first_spike_model(self) -> "AbstractNeuron":
+        """Optional: a model whose first spike is the same as this one's for every
+        input, if that one is simpler to integrate. First-spike mode
+        (``max_spikes=1``) switches a neuron off after its first spike, so what a
+        model does only after a spike never matters there.
+
+        Default: ``self``. [`eventsnn.Refractory`][] returns its wrapped model (its
+        refractory kink can only follow a spike), so that first-spike mode can
+        integrate a layer without stopping at kinks.
+
+        **Returns:** a neuron model (its state may have other columns than this
+        one's; only the spike times are compared).
+        """
+        return self
+
     # ------------------------------------------------------------------ helpers
     @property
     def state_size(self) -> int:

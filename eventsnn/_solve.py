@@ -227,6 +227,15 @@ class DiffraxSegments(AbstractSegmentSolver):
       as ``solver_failed``, never silently truncated.
     - `dtmax`: largest step, so that a brief threshold excursion cannot be stepped
       over (default: no limit).
+    - `parallel`: in first-spike mode (``max_spikes=1``) with ``gradient="eventprop"``,
+      integrate each layer once
+      from input spike to input spike, every neuron to its own first spike, instead
+      of restarting the solve at every spike (`_first_spike_ode.py`); default
+      ``True``. Used for models whose dynamics and spike condition do not read ``t``
+      and that have no `discontinuities` before their first spike, with a constant
+      current; other models run the event loop. ``False`` always runs the event
+      loop, which gives the same times and gradients (to solver tolerance), more
+      slowly.
     """
 
     solver: diffrax.AbstractSolver = diffrax.Tsit5()
@@ -235,6 +244,7 @@ class DiffraxSegments(AbstractSegmentSolver):
     root_tol: float | None = eqx.field(static=True, default=None)
     max_steps: int = eqx.field(static=True, default=4096)
     dtmax: float | None = eqx.field(static=True, default=None)
+    parallel: bool = eqx.field(static=True, default=True)
 
     def _controller(self, current, dtype):
         tol = default_tolerance(dtype)

@@ -61,6 +61,10 @@ class Refractory(AbstractNeuron):
     def discontinuities(self, t, y: State) -> Float[Array, " n"]:
         return jnp.where(_refractory(t, y), t + y[:, -1], jnp.inf)
 
+    def first_spike_model(self) -> AbstractNeuron:
+        """The wrapped model's: before its first spike a neuron is never refractory."""
+        return self.model.first_spike_model()
+
     def input_spikes(self, y: State, weighted_input: Float[Array, " n"]) -> State:
         inner, left = y[:, :-1], y[:, -1]
         new = self.model.input_spikes(inner, weighted_input)

@@ -1,0 +1,227 @@
+"""The first-spike path of non-linear layers (`_first_spike_ode.py`: one solve per
+input interval, a clock per neuron) against the event loop it replaces
+(``DiffraxSegments(parallel=False)``) and against central finite differences: same
+spike times, same gradients; and when it must not be used."""
+
+import diffrax
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import eventsnn as es
+from eventsnn import _first_spike_ode
+from eventsnn._current import as_current
+from helpers import SinCos
+
+jax.config.update("jax_enable_x64", True)
+
+# (model, scale of the hidden weights): each layer's neurons fire on some samples
+# and stay silent on others.
+MODELS = {
+    "QIF": (es.QIF(), 1.0),
+    "EIF": (es.EIF(), 1.0),
+    "AdEx": (es.AdEx(), 1.0),
+    "Izhikevich": (es.Izhikevich(), 1.0),
+    "Refractory-QIF": (es.Refractory(es.QIF(), t_ref=2.0), 1.0),
+    "custom": (SinCos(tau_mem=1.0, threshold=0.5), 2.0),
+}
+
+
+def batch(dtype=jnp.float64):
+    """Inputs with the awkward cases: two spikes per channel, simultaneous spikes, a
+    spike at t = 0, padding, and a spike past t_max (ignored)."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 15.0, (8, 5, 2))
+    x[:, :, 1] = np.where(rng.uniform(size=(8, 5)) < 0.5, np.inf, x[:, :, 1] + 5.0)
+    x[:3, 1, 0] = x[:3, 0, 0]
+    x[3:5, 2, 0] = 0.0
+    x[5:7, 3, 1] = 31.0
+    return jnp.asarray(x, dtype)
+
+
+def network(name, parallel, gradient="eventprop", dtype=jnp.float64):
+    model, scale = MODELS[name]
+    tol = 1e-10 if dtype == jnp.float64 else None
+    net = es.FeedForward(
+        5, [10, 3], model, jax.random.key(3), t_max=30.0, gradient=gradient,
+        solver=es.DiffraxSegments(parallel=parallel, rtol=tol, atol=tol,
+                                  max_steps=512))
+    w0 = scale * net.weights[0]
+    net = eqx.tree_at(lambda n: n.weights[0], net, w0)
+    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a,
+                        net)
+
+
+@eqx.filter_jit
+def run(net, x):
+    return jax.vmap(net)(x)
+
+
+def loss(net, x):
+    out = jax.vmap(net)(x)
+    total = 0.0
+    for layer in out.layers:
+        t = layer.times[..., 0]
+        total = total + jnp.sum(jnp.where(jnp.isfinite(t), t, 0.0)
+                                * jnp.linspace(1.0, 2.0, t.shape[-1]))
+    return total
+
+
+@eqx.filter_jit
+def grads(net, x):
+    return eqx.filter_grad(lambda nx: loss(*nx))((net, x))
+
+
+def assert_same_spikes(a, b, atol):
+    for la, lb in zip(a.layers, b.layers):
+        np.testing.assert_array_equal(la.counts, lb.counts)
+        np.testing.assert_allclose(np.where(np.isfinite(la.times), la.times, 0.0),
+                                   np.where(np.isfinite(lb.times), lb.times, 0.0),
+                                   rtol=0, atol=atol)
+        assert bool(jnp.all(la.ok)) and bool(jnp.all(lb.ok))
+
+
+def assert_same_grads(a, b, rtol, what):
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        u, v = np.asarray(u), np.asarray(v)
+        assert np.all(np.isfinite(u)), what
+        scale = max(np.max(np.abs(v)), 1e-6)
+        err = np.max(np.abs(u - v)) / scale
+        assert err <= rtol, f"{what}: relative error {err:.1e}"
+
+
+def test_the_path_applies_to_the_shipped_non_linear_models_only_where_it_may():
+    current = as_current(None, 2, jnp.float64)
+    for name, (model, _) in MODELS.items():
+        assert _first_spike_ode.applies(model, current, jnp.float64), name
+
+    class Clocked(SinCos):  # dynamics that read t: one solve cannot serve all clocks
+        def dynamics(self, t, y, args):
+            return super().dynamics(t, y, args) * (1.0 + 0.1 * jnp.sin(t))
+
+    class Kinked(SinCos):  # a declared kink before any spike
+        def discontinuities(self, t, y):
+            return jnp.full(y.shape[:1], 5.0)
+
+    assert not _first_spike_ode.applies(Clocked(), current, jnp.float64)
+    assert not _first_spike_ode.applies(Kinked(), current, jnp.float64)
+    varying = as_current(lambda t: jnp.full((2,), 0.1 * t), 2, jnp.float64)
+    assert not _first_spike_ode.applies(es.QIF(), varying, jnp.float64)
+    # Refractory's kink only follows a spike: first-spike mode uses its inner model.
+    assert isinstance(es.Refractory(es.QIF()).first_spike_model(), es.QIF)
+    # Models it refuses still run (event loop), with the same result as parallel=False.
+    x = batch()[:2]
+    for model in (Clocked(tau_mem=1.0, threshold=0.5), Kinked(tau_mem=1.0, threshold=0.5)):
+        nets = [es.FeedForward(5, [4], model, jax.random.key(0), t_max=30.0,
+                               solver=es.DiffraxSegments(parallel=p)) for p in (True, False)]
+        nets = [eqx.tree_at(lambda n: n.weights[0], n, 2 * n.weights[0]) for n in nets]
+        a, b = run(nets[0], x), run(nets[1], x)
+        np.testing.assert_array_equal(a.first, b.first)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_same_spike_times_as_the_event_loop(name):
+    x = batch()
+    fast, loop = run(network(name, True), x), run(network(name, False), x)
+    assert_same_spikes(fast, loop, atol=1e-7)
+    fired = float(jnp.mean(jnp.isfinite(fast.layers[0].first)))
+    assert 0.2 < fired < 1.0, f"want some silent and some firing neurons, got {fired}"
+
+
+@pytest.mark.parametrize("name", ["QIF", "Izhikevich", "Refractory-QIF", "custom"])
+def test_same_gradients_as_the_event_loop(name):
+    x = batch()
+    fast = grads(network(name, True), x)
+    loop = grads(network(name, False), x)
+    assert_same_grads(fast, loop, 1e-5, f"{name}: fast vs event loop")
+
+
+def test_gradients_match_finite_differences():
+    """QIF, float64: weights of both layers, every neuron parameter and the input
+    times, against central differences of the fast path's own spike times."""
+    x = batch()[:4]
+    net = network("QIF", True)
+    g_net, g_x = grads(net, x)
+    f = eqx.filter_jit(loss)
+    eps = 1e-6
+
+    def central(perturb):
+        return (f(*perturb(eps)) - f(*perturb(-eps))) / (2 * eps)
+
+    for layer, (i, j) in [(0, (0, 0)), (0, (2, 5)), (1, (1, 0)), (1, (7, 2))]:
+        def moved(e, layer=layer, i=i, j=j):
+            w = net.weights[layer].at[i, j].add(e)
+            return eqx.tree_at(lambda n: n.weights[layer], net, w), x
+
+        np.testing.assert_allclose(g_net.weights[layer][i, j], central(moved),
+                                   rtol=1e-5, atol=1e-7)
+    for index, leaf in enumerate(jax.tree.leaves(net.neurons[0])):
+        def moved(e, index=index, leaf=leaf):
+            def where(n):
+                return jax.tree.leaves(n.neurons[0])[index]
+            return eqx.tree_at(where, net, leaf + e), x
+
+        np.testing.assert_allclose(jax.tree.leaves(g_net.neurons[0])[index],
+                                   central(moved), rtol=1e-5, atol=1e-7)
+    for b, i, k in [(0, 0, 0), (1, 2, 0), (3, 4, 1)]:
+        assert np.isfinite(x[b, i, k])
+        np.testing.assert_allclose(
+            g_x[b, i, k], central(lambda e, b=b, i=i, k=k: (net, x.at[b, i, k].add(e))),
+            rtol=1e-5, atol=1e-7)
+
+
+def test_float32():
+    """The user default: float32 runs, agrees with float64 to float32 accuracy (a
+    crossing at a shallow slope turns rounding into time) and gives finite
+    gradients."""
+    x = batch(jnp.float32)
+    fast = run(network("QIF", True, dtype=jnp.float32), x)
+    exact = run(network("QIF", True), x.astype(jnp.float64))
+    assert fast.first.dtype == jnp.float32
+    assert_same_spikes(fast, exact, atol=2e-3)
+    g = grads(network("QIF", True, dtype=jnp.float32), x)
+    assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(g))
+
+
+def test_an_input_over_threshold_fires_at_its_arrival_unless_cancelled():
+    """Delta-like inputs: a weight that lifts the membrane over the spike level
+    fires at the input's time exactly; simultaneous inputs act as their sum, so an
+    inhibitory spike at the same instant cancels it."""
+
+    class Jump(es.QIF):  # an input spike moves the phase itself
+        def input_spikes(self, y, w):
+            return y.at[:, 0].add(w)
+
+    net = es.FeedForward(2, [2], Jump(), jax.random.key(0), t_max=30.0)
+    net = eqx.tree_at(lambda n: n.weights[0], net,
+                      jnp.array([[4.0, 4.0], [0.0, -3.0]]))
+    x = jnp.array([[5.0], [5.0]])
+    out = net(x)
+    assert float(out.first[0]) == 5.0  # fired at the input
+    assert float(out.first[1]) > 5.0  # cancelled, fires later (or never)
+    loop = eqx.tree_at(lambda n: n.segments, net,
+                       (es.DiffraxSegments(parallel=False),))
+    np.testing.assert_allclose(loop(x).first, out.first, rtol=0, atol=1e-6)
+    # Alone, the first input fires neuron 0 at its own time: dt*/dx = 1.
+    x = jnp.array([[5.0], [7.0]])
+    assert float(net(x).first[0]) == 5.0
+    g = jax.grad(lambda x: net(x).first[0])(x)
+    np.testing.assert_allclose(g, [[1.0], [0.0]])
+
+
+def test_a_sample_that_runs_out_of_steps_is_flagged_alone():
+    """A step budget too small for one sample fails that sample (solver_failed,
+    reported by es.check), not the batch, and no time is NaN."""
+    net = es.FeedForward(5, [6], es.EIF(), jax.random.key(0), t_max=30.0,
+                         solver=es.DiffraxSegments(max_steps=12))
+    x = jnp.stack([jnp.full((5, 1), jnp.inf), jnp.full((5, 1), 2.0)])
+    net = eqx.tree_at(lambda n: n.weights[0], net, 3 * net.weights[0])
+    out = run(net, x)
+    result = out.layers[0].result
+    np.testing.assert_array_equal(result == es.RESULTS.successful, [True, False])
+    np.testing.assert_array_equal(result == es.RESULTS.solver_failed, [False, True])
+    assert not bool(jnp.any(jnp.isnan(out.first)))
+    with pytest.raises(RuntimeError, match="solver"):
+        es.check(out)
