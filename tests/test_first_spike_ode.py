@@ -3,17 +3,16 @@ input interval, a clock per neuron) against the event loop it replaces
 (``DiffraxSegments(parallel=False)``) and against central finite differences: same
 spike times, same gradients; and when it must not be used."""
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import SinCos
 
 import eventsnn as es
 from eventsnn import _first_spike_ode
 from eventsnn._current import as_current
-from helpers import SinCos
 
 jax.config.update("jax_enable_x64", True)
 
@@ -103,7 +102,7 @@ def test_the_path_applies_to_the_shipped_non_linear_models_only_where_it_may():
 
     class Kinked(SinCos):  # a declared kink before any spike
         def discontinuities(self, t, y):
-            return jnp.full(y.shape[:1], 5.0)
+            return jnp.full(y.shape[:1], jnp.where(t < 5.0, 5.0, jnp.inf))
 
     assert not _first_spike_ode.applies(Clocked(), current, jnp.float64)
     assert not _first_spike_ode.applies(Kinked(), current, jnp.float64)
@@ -111,11 +110,13 @@ def test_the_path_applies_to_the_shipped_non_linear_models_only_where_it_may():
     assert not _first_spike_ode.applies(es.QIF(), varying, jnp.float64)
     # Refractory's kink only follows a spike: first-spike mode uses its inner model.
     assert isinstance(es.Refractory(es.QIF()).first_spike_model(), es.QIF)
-    # Models it refuses still run (event loop), with the same result as parallel=False.
+    # Models it refuses still run (event loop), as with parallel=False.
     x = batch()[:2]
-    for model in (Clocked(tau_mem=1.0, threshold=0.5), Kinked(tau_mem=1.0, threshold=0.5)):
+    for model in (Clocked(tau_mem=1.0, threshold=0.5),
+                  Kinked(tau_mem=1.0, threshold=0.5)):
         nets = [es.FeedForward(5, [4], model, jax.random.key(0), t_max=30.0,
-                               solver=es.DiffraxSegments(parallel=p)) for p in (True, False)]
+                               solver=es.DiffraxSegments(parallel=p))
+                for p in (True, False)]
         nets = [eqx.tree_at(lambda n: n.weights[0], n, 2 * n.weights[0]) for n in nets]
         a, b = run(nets[0], x), run(nets[1], x)
         np.testing.assert_array_equal(a.first, b.first)
