@@ -62,7 +62,8 @@ def _fresh_caches_per_module():
 # (seconds of a file on one worker, 2026-11-23: each 130-210, the rest under 70).
 _SLOWEST_FIRST = (
     "test_gradients_models.py", "test_gradients_models_2.py", "test_api.py",
-    "test_benchmarks.py", "test_train.py", "test_first_spike.py", "test_notebooks.py",
+    "test_benchmarks.py", "test_train.py", "test_first_spike.py",
+    "test_first_spike_ode.py", "test_notebooks.py",
     "test_gradients.py", "test_reference.py",
 )
 

@@ -1,6 +1,7 @@
 """Shared test helpers: every shipped neuron model, and an independent reference
 simulator built on ``scipy.integrate.solve_ivp``."""
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -182,3 +183,48 @@ class SinCos(es.AbstractNeuron):
 
     def reset(self, y, spiked):
         return y.at[:, 0].set(jnp.where(spiked, 0.0, y[:, 0]))
+
+
+# ------------------------------------------------------- first-spike path comparisons
+@eqx.filter_jit
+def run_batch(net, x):
+    """The batch as one compiled program (un-jitted, each layer compiles apart)."""
+    return jax.vmap(net)(x)
+
+
+def first_spike_loss(net, x):
+    """A loss that weighs every layer's first spike times differently."""
+    out = jax.vmap(net)(x)
+    total = 0.0
+    for layer in out.layers:
+        t = layer.times[..., 0]
+        total = total + jnp.sum(jnp.where(jnp.isfinite(t), t, 0.0)
+                                * jnp.linspace(1.0, 2.0, t.shape[-1]))
+    return total
+
+
+@eqx.filter_jit
+def first_spike_grads(net, x):
+    """Gradient of `first_spike_loss` with respect to the network and the inputs."""
+    return eqx.filter_grad(lambda nx: first_spike_loss(*nx))((net, x))
+
+
+def assert_same_spikes(a, b, atol):
+    """Same counts, same fired neurons, same times (to ``atol``), same outcomes."""
+    for la, lb in zip(a.layers, b.layers):
+        np.testing.assert_array_equal(la.counts, lb.counts)
+        np.testing.assert_array_equal(np.isfinite(la.times), np.isfinite(lb.times))
+        np.testing.assert_allclose(np.where(np.isfinite(la.times), la.times, 0.0),
+                                   np.where(np.isfinite(lb.times), lb.times, 0.0),
+                                   rtol=0, atol=atol)
+        assert bool(jnp.all(la.result == lb.result))
+
+
+def assert_same_grads(a, b, rtol, what=""):
+    """Every leaf finite and within ``rtol`` of ``b``'s, relative to its largest."""
+    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        u, v = np.asarray(u), np.asarray(v)
+        assert np.all(np.isfinite(u)), what
+        scale = max(np.max(np.abs(v)), 1e-6)
+        err = np.max(np.abs(u - v)) / scale
+        assert err <= rtol, f"{what}: relative error {err:.1e}"

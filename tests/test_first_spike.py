@@ -8,6 +8,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import assert_same_grads, assert_same_spikes
+from helpers import first_spike_grads as grads
+from helpers import run_batch as run
 
 import eventsnn as es
 
@@ -38,45 +41,6 @@ def network(model, solver, gradient="eventprop", dtype=jnp.float64):
                          solver=solver, gradient=gradient)
     return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a,
                         net)
-
-
-@eqx.filter_jit
-def run(net, x):
-    """The batch as one compiled program (un-jitted, each layer compiles apart)."""
-    return jax.vmap(net)(x)
-
-
-def loss(net, x):
-    out = jax.vmap(net)(x)
-    total = 0.0
-    for layer in out.layers:
-        t = layer.times[..., 0]
-        total = total + jnp.sum(jnp.where(jnp.isfinite(t), t, 0.0)
-                                * jnp.linspace(1.0, 2.0, t.shape[-1]))
-    return total
-
-
-@eqx.filter_jit
-def grads(net, x):
-    return eqx.filter_grad(lambda nx: loss(*nx))((net, x))
-
-
-def assert_same_spikes(a, b, atol):
-    for la, lb in zip(a.layers, b.layers):
-        np.testing.assert_array_equal(la.counts, lb.counts)
-        np.testing.assert_array_equal(np.isfinite(la.times), np.isfinite(lb.times))
-        np.testing.assert_allclose(np.where(np.isfinite(la.times), la.times, 0.0),
-                                   np.where(np.isfinite(lb.times), lb.times, 0.0),
-                                   rtol=0, atol=atol)
-        assert bool(jnp.all(la.result == lb.result))
-
-
-def assert_same_grads(a, b, rtol):
-    for u, v in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
-        u, v = np.asarray(u), np.asarray(v)
-        assert np.all(np.isfinite(u))
-        scale = max(np.max(np.abs(v)), 1e-6)
-        assert np.max(np.abs(u - v)) / scale <= rtol, (u, v)
 
 
 @pytest.mark.parametrize("name", list(MODELS))
