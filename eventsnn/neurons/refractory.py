@@ -62,7 +62,11 @@ class Refractory(AbstractNeuron):
         return jnp.where(_refractory(t, y), t + y[:, -1], jnp.inf)
 
     def first_spike_model(self) -> AbstractNeuron:
-        """The wrapped model's: before its first spike a neuron is never refractory."""
+        """Before its first spike a neuron is never refractory, so its first spike is
+        the wrapped model's.
+
+        **Returns:** the wrapped model's `first_spike_model()`.
+        """
         return self.model.first_spike_model()
 
     def input_spikes(self, y: State, weighted_input: Float[Array, " n"]) -> State:
