@@ -81,42 +81,80 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
             and _first_spike_ode.applies(neuron, current, weights.dtype)):
         # One solve per input interval instead of one per event ("autodiff" keeps
         # the event loop as the reference; see `_first_spike_ode.py`).
-        return _first_spike_ode.first_spikes(neuron, weights, in_times, current,
-                                             segments, t_max=t_max)
+        def solve(model, weights, in_times, current):
+            return _first_spike_ode.forward(model, weights, in_times, current,
+                                            segments, t_max=t_max)
+
+        def replay_solves(model, weights, in_times, current, record):
+            return _first_spike_ode.replay(model, weights, in_times, record, current,
+                                           segments, t_max=t_max)
+
+        return with_replay_gradient(neuron, weights, in_times, current,
+                                    lambda *a: solve(*a)[0], solve, replay_solves)
     if gradient == "autodiff":
         spikes, _, _ = run_layer(neuron, weights, in_times, current, segments,
                                  differentiable=True, **options)
         return spikes
+
+    def run(model, weights, in_times, current):
+        return run_layer(model, weights, in_times, current, segments, **options)[0]
+
+    def run_recorded(model, weights, in_times, current):
+        spikes, _, log = run_layer(model, weights, in_times, current, segments,
+                                   record=True, **options)
+        return spikes, (log, spikes.num_events)
+
+    def replay_log(model, weights, in_times, current, record):
+        log, num_events = record
+        return replay(model, weights, in_times, log, num_events, current, segments,
+                      t_max=t_max, max_spikes=max_spikes)
+
+    return with_replay_gradient(neuron, weights, in_times, current, run,
+                                run_recorded, replay_log)
+
+
+def with_replay_gradient(neuron, weights, in_times, current, run, run_recorded,
+                         replay_times) -> LayerSpikes:
+    """A layer's spikes whose derivative is that of a differentiable replay.
+
+    **Arguments:**
+
+    - `neuron`, `weights`, `in_times`, `current`: the layer's inputs.
+    - `run`: ``run(model, weights, in_times, current) -> LayerSpikes``, the forward
+      pass when no derivative is taken (need not record anything).
+    - `run_recorded`: the same, returning ``(spikes, record)``: what the replay needs.
+    - `replay_times`: ``replay_times(model, weights, in_times, current, record)``,
+      the spike times (same shape as ``spikes.times``) recomputed differentiably.
+
+    **Returns:** the [`eventsnn.LayerSpikes`][] of `run`; reverse mode pulls the
+    cotangents of its times back through the replay (``+inf`` times: none).
+    """
     params, static = eqx.partition(neuron, eqx.is_array)
 
     # `current` is an argument, not a closure: under jit it is a tracer, and a
     # custom_vjp may not close over tracers.
     @jax.custom_vjp
-    def run(params, weights, in_times, current):
-        model = eqx.combine(params, static)
-        spikes, _, _ = run_layer(model, weights, in_times, current, segments, **options)
-        return spikes
+    def spikes(params, weights, in_times, current):
+        return run(eqx.combine(params, static), weights, in_times, current)
 
-    def run_fwd(params, weights, in_times, current):
-        model = eqx.combine(params, static)
-        spikes, _, log = run_layer(model, weights, in_times, current, segments,
-                                   record=True, **options)
-        return spikes, (params, weights, in_times, current, log, spikes.num_events)
+    def spikes_fwd(params, weights, in_times, current):
+        out, record = run_recorded(eqx.combine(params, static), weights, in_times,
+                                   current)
+        return out, (params, weights, in_times, current, record)
 
-    def run_bwd(residuals, cotangent):
-        params, weights, in_times, current, log, num_events = residuals
+    def spikes_bwd(residuals, cotangent):
+        params, weights, in_times, current, record = residuals
 
-        def replay_times(params, weights, in_times):
-            model = eqx.combine(params, static)
-            return replay(model, weights, in_times, log, num_events, current, segments,
-                          t_max=t_max, max_spikes=max_spikes)
+        def times(params, weights, in_times):
+            return replay_times(eqx.combine(params, static), weights, in_times,
+                                current, record)
 
-        _, vjp = jax.vjp(replay_times, params, weights, in_times)
+        _, vjp = jax.vjp(times, params, weights, in_times)
         ct_times = jnp.where(jnp.isfinite(cotangent.times), cotangent.times, 0.0)
         return (*vjp(ct_times), jax.tree.map(jnp.zeros_like, current))
 
-    run.defvjp(run_fwd, run_bwd)
-    return run(params, weights, in_times, current)
+    spikes.defvjp(spikes_fwd, spikes_bwd)
+    return spikes(params, weights, in_times, current)
 
 
 def replay(neuron, weights, in_times, log: EventLog, num_events, current, segments, *,

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from ._custom_types import Array, Float
 from ._exact import crossing_bracket, matvec, refine_crossing, rowdot
-from ._layer import Inputs
+from ._layer import input_intervals
 from ._solve import implicit_time
 from ._spikes import RESULTS, LayerSpikes
 
@@ -62,12 +62,10 @@ def parallel_first_spikes(
     n = weights.shape[1]
     dtype = weights.dtype
     t_max = jnp.asarray(t_max, dtype)
-    inputs = Inputs.sort(in_times.astype(dtype), t_max)
-    real = jnp.isfinite(inputs.times)
     # Padding (+inf) becomes zero-length segments at t_max that apply no input; no
-    # +inf enters the arithmetic, so none can leak NaN into a gradient.
-    times = jnp.where(real, inputs.times, t_max)
-    starts = jnp.concatenate([jnp.zeros((1,), dtype), times])  # segment k starts here
+    # +inf enters the arithmetic, so none can leak NaN into a gradient. Segment k
+    # starts at starts[k].
+    inputs, real, times, starts = input_intervals(in_times, t_max, dtype)
 
     superpose = neuron.additive_input
     # With additive inputs the derivative comes from the superposition below, and the

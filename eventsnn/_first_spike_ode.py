@@ -18,7 +18,8 @@ sample). Here the population is integrated once from input spike to input spike:
    for every neuron at once, each with its own length: the dynamics do not depend on
    ``t``, so one step of the rescaled system ``dy/ds = L_j f(y)`` over ``s ∈ [0, 1]``
    is a step of length ``L_j`` for neuron ``j``.
-3. **gradient** (``jax.custom_vjp``, ``gradient="eventprop"``): the backward pass
+3. **gradient** (``gradient="eventprop"``; the ``custom_vjp`` is
+   `_adjoint.with_replay_gradient`, shared with the event loop): the backward pass
    replays the layer differentiably, one solve of the rescaled population per input
    interval, each neuron integrated to the interval's end, to its own spike, or not
    at all (done). Those solves are differentiated by diffrax's ``BacksolveAdjoint``
@@ -28,8 +29,8 @@ sample). Here the population is integrated once from input spike to input spike:
    loop, as the independent reference: reverse mode through a solver's steps is
    only as accurate as those steps happen to be for the sensitivities, which no
    controller checks (a neuron at rest lets the solver take one long step, exact
-   for the state and ~1e-3 off for the derivative with respect to a bias, measured
-   on an Izhikevich layer).
+   for the state and 6e-4 off, relative, for the derivative with respect to a
+   bias, measured on an Izhikevich layer).
 
 The semantics are the event loop's (`DiffraxSegments(parallel=False)`), to solver
 tolerance: simultaneous inputs act as their sum, an input that lifts a neuron over
@@ -44,13 +45,16 @@ declares no `discontinuities` up to its first spike (see
 [`eventsnn.AbstractNeuron.first_spike_model`][]). Otherwise the event loop runs.
 """
 
+from typing import NamedTuple
+
 import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 
 from ._custom_types import Array, Bool, Float, Int
-from ._layer import Inputs
+from ._layer import Inputs, input_intervals
+from ._neuron import AbstractNeuron
 from ._solve import condition_rate, default_tolerance, implicit_time
 from ._spikes import RESULTS, LayerSpikes
 
@@ -82,10 +86,9 @@ def _reads_time(fn, t, y, args) -> bool:
 class _Record(eqx.Module):
     """What the forward pass found, per neuron: enough to replay it differentiably."""
 
-    fired: Bool[Array, " n"]
     now: Bool[Array, " n"]  # fired as an input arrived (no crossing)
     segment: Int[Array, " n"]  # input interval in which it fired
-    t_spike: Float[Array, " n"]
+    t_spike: Float[Array, " n"]  # +inf where silent
 
 
 class _Carry(eqx.Module):
@@ -101,8 +104,7 @@ class _Carry(eqx.Module):
     step_t0: Array  # per neuron: the accepted step in which it crossed
     step_h: Array
     step_y0: Array
-    g_lo: Array
-    g_hi: Array
+    g_hi: Array  # the condition at that step's end
     steps_here: Array
     iterations: Array
     done: Array
@@ -116,15 +118,43 @@ def _term():
         lambda s, y, args: args[0].dynamics(s, y, args[1]) * args[2][:, None])
 
 
-def _intervals(in_times, t_max, dtype):
-    """Sorted inputs and the intervals between them: ``starts[k]``, ``ends[k]`` for
-    ``k = 0 … M`` (padding becomes zero-length intervals at ``t_max``)."""
-    inputs = Inputs.sort(in_times.astype(dtype), t_max)
-    real = jnp.isfinite(inputs.times)
-    times = jnp.where(real, inputs.times, t_max)  # no +inf enters the arithmetic
-    starts = jnp.concatenate([jnp.zeros((1,), dtype), times])
-    ends = jnp.concatenate([times, jnp.full((1,), t_max, dtype)])
-    return inputs, real, times, starts, ends
+class _Layer(NamedTuple):
+    """One layer's constants, shared by the forward pass and the replay."""
+
+    model: AbstractNeuron  # the model's `first_spike_model()`
+    weights: Float[Array, "n_in n"]
+    inputs: Inputs
+    real: Bool[Array, " M"]
+    times: Float[Array, " M"]  # padding at t_max
+    starts: Float[Array, " M+1"]  # interval k: from starts[k] to ends[k]
+    ends: Float[Array, " M+1"]
+    drive: Float[Array, " n"]  # the (constant) external current
+    t_max: Float[Array, ""]
+
+    @classmethod
+    def build(cls, neuron, weights, in_times, current, t_max) -> "_Layer":
+        dtype = weights.dtype
+        t_max = jnp.asarray(t_max, dtype)
+        inputs, real, times, starts = input_intervals(in_times, t_max, dtype)
+        ends = jnp.concatenate([times, jnp.full((1,), t_max, dtype)])
+        return cls(neuron.first_spike_model(), weights, inputs, real, times, starts,
+                   ends, current(jnp.zeros((), dtype)), t_max)
+
+    @property
+    def m(self) -> int:
+        """Number of input slots (real or padding)."""
+        return self.times.shape[0]
+
+    def condition(self, y):
+        # Autonomous dynamics (see `applies`): any time will do.
+        return self.model.spike_condition(jnp.zeros((), y.dtype), y, self.drive)
+
+    def arrive(self, y, k):
+        """``y`` after input ``k`` if it is real (else unchanged)."""
+        last = jnp.minimum(k, self.m - 1)
+        jumped = self.model.input_spikes(
+            y, self.weights[self.inputs.channels[last]])
+        return jnp.where((k < self.m) & self.real[last], jumped, y)
 
 
 def _stepper(model, drive, solver, dtype):
@@ -152,13 +182,11 @@ def forward(neuron, weights, in_times, current, segments, *, t_max):
     steps without holding back the others, and the loop runs as many iterations per
     interval as its busiest neuron needs, not the union of everyone's steps.
     """
-    model = neuron.first_spike_model()
+    layer = _Layer.build(neuron, weights, in_times, current, t_max)
+    model, drive, times, ends, t_max, m = (
+        layer.model, layer.drive, layer.times, layer.ends, layer.t_max, layer.m)
     n = weights.shape[1]
     dtype = weights.dtype
-    t_max = jnp.asarray(t_max, dtype)
-    inputs, real, times, starts, ends = _intervals(in_times, t_max, dtype)
-    m = times.shape[0]
-    drive = current(jnp.zeros((), dtype))
     solver = segments.solver
     controller = segments._controller(current, dtype)
     term = _term()
@@ -174,19 +202,13 @@ def forward(neuron, weights, in_times, current, segments, *, t_max):
 
     adapt = jax.vmap(adapt)
 
-    def cond(y):
-        return model.spike_condition(jnp.zeros((), dtype), y, drive)
-
-    def arrive(y, k):
-        deliver = (k < m) & real[jnp.minimum(k, m - 1)]
-        jumped = model.input_spikes(y, weights[inputs.channels[jnp.minimum(k, m - 1)]])
-        return jnp.where(deliver, jumped, y)
+    cond = layer.condition
 
     def fire_now(t, y, k, active):
         """Neurons at/above threshold at the start of interval ``k`` (time ``t``),
         unless another input arrives at this very instant (they act as a sum)."""
         nxt = jnp.minimum(k, m - 1)
-        pending = (k < m) & real[nxt] & (times[nxt] == t)
+        pending = (k < m) & layer.real[nxt] & (times[nxt] == t)
         return active & (cond(y) >= 0) & ~pending & (t < t_max)
 
     y0 = model.init_state(n).astype(dtype)
@@ -203,9 +225,9 @@ def forward(neuron, weights, in_times, current, segments, *, t_max):
         segment=jnp.zeros((n,), jnp.int32),
         t_spike=jnp.where(now0, 0.0, jnp.inf).astype(dtype),
         step_t0=jnp.zeros((n,), dtype), step_h=jnp.zeros((n,), dtype),
-        step_y0=y0, g_lo=jnp.full((n,), -1.0, dtype), g_hi=jnp.ones((n,), dtype),
+        step_y0=y0, g_hi=jnp.ones((n,), dtype),
         steps_here=jnp.zeros((), jnp.int32), iterations=jnp.zeros((), jnp.int32),
-        done=~jnp.any(~now0), failed=jnp.zeros((), bool),
+        done=jnp.all(now0), failed=jnp.zeros((), bool),
     )
     max_iterations = (m + 1) * (segments.max_steps + 1)
 
@@ -231,7 +253,6 @@ def forward(neuron, weights, in_times, current, segments, *, t_max):
         step_t0 = jnp.where(crossed, c.t, c.step_t0)
         step_h = jnp.where(crossed, h, c.step_h)
         step_y0 = jnp.where(crossed[:, None], c.y, c.step_y0)
-        g_lo = jnp.where(crossed, g0, c.g_lo)
         g_hi = jnp.where(crossed, g1, c.g_hi)
         segment = jnp.where(crossed, c.k, c.segment)
         active = c.active & ~crossed
@@ -241,7 +262,7 @@ def forward(neuron, weights, in_times, current, segments, *, t_max):
         # then fire whoever it lifts over threshold.
         reached = jnp.all(~active | (t >= end))
         last = c.k >= m
-        y = jnp.where(reached, arrive(y, c.k), y)
+        y = jnp.where(reached, layer.arrive(y, c.k), y)
         k = c.k + reached
         now = reached & ~last & fire_now(end, y, k, active)
         segment = jnp.where(now, k, segment)
@@ -258,7 +279,7 @@ def forward(neuron, weights, in_times, current, segments, *, t_max):
         return _Carry(
             t=t, y=y, k=k, dt=dt, controller_state=state, active=active,
             now=c.now | now, segment=segment, t_spike=t_spike,
-            step_t0=step_t0, step_h=step_h, step_y0=step_y0, g_lo=g_lo, g_hi=g_hi,
+            step_t0=step_t0, step_h=step_h, step_y0=step_y0, g_hi=g_hi,
             steps_here=steps_here, iterations=c.iterations + 1,
             done=(reached & (last | (end >= t_max))) | ~jnp.any(active),
             failed=failed,
@@ -269,7 +290,7 @@ def forward(neuron, weights, in_times, current, segments, *, t_max):
 
     final = jax.lax.while_loop(keep_going, body, init)
     crossing = ~final.active & ~final.now
-    tau = _refine(model, drive, step, final, crossing, tol)
+    tau = _refine(layer, step, final, crossing, tol)
     t_cross = final.step_t0 + tau * final.step_h
     t_spike = jnp.where(crossing, t_cross, final.t_spike)
     fired = crossing | final.now
@@ -277,14 +298,15 @@ def forward(neuron, weights, in_times, current, segments, *, t_max):
     ok = ~final.failed & final.done
     counts = fired.astype(jnp.int32)
     spikes = LayerSpikes(
-        t_spike[:, None], counts, jnp.sum(real).astype(jnp.int32) + jnp.sum(counts),
+        t_spike[:, None], counts,
+        jnp.sum(layer.real).astype(jnp.int32) + jnp.sum(counts),
         RESULTS.where(ok, RESULTS.successful, RESULTS.solver_failed),
     )
-    record = _Record(fired, final.now, final.segment, t_spike)
+    record = _Record(final.now, final.segment, t_spike)
     return spikes, record
 
 
-def _refine(model, drive, step, final: _Carry, crossing, tol):
+def _refine(layer: _Layer, step, final: _Carry, crossing, tol):
     """Per crossing neuron, where in its recorded step (fraction ``τ ∈ (0, 1]``) the
     spike condition crosses zero: safeguarded Newton on ``τ``, each trial one solver
     step of length ``τ h`` from the step's start (all neurons at once)."""
@@ -292,7 +314,7 @@ def _refine(model, drive, step, final: _Carry, crossing, tol):
     h = jnp.where(crossing, final.step_h, 0.0)
     zero = jnp.zeros((), dtype)
     # Secant guess from the condition at the step's ends, then Newton in the bracket.
-    g_lo, g_hi = final.g_lo, final.g_hi
+    g_lo, g_hi = layer.condition(final.step_y0), final.g_hi
     guess = jnp.clip(g_lo / (g_lo - g_hi), 0.0, 1.0)
     guess = jnp.where(jnp.isfinite(guess), guess, 0.5)
     time_tol = tol + 8 * jnp.finfo(dtype).eps * jnp.maximum(jnp.abs(final.step_t0), 1.0)
@@ -300,8 +322,8 @@ def _refine(model, drive, step, final: _Carry, crossing, tol):
     def body(carry):
         tau, lo, hi, _, i = carry
         y, _, _ = step(final.step_y0, tau * h)
-        g = model.spike_condition(zero, y, drive)
-        rate = condition_rate(model, lambda t: drive, zero, y) * h
+        g = layer.condition(y)
+        rate = condition_rate(layer.model, lambda t: layer.drive, zero, y) * h
         below = g < 0
         lo = jnp.where(below, tau, lo)
         hi = jnp.where(below, hi, tau)
@@ -322,19 +344,18 @@ def _refine(model, drive, step, final: _Carry, crossing, tol):
 
 
 def replay(neuron, weights, in_times, record: _Record, current, segments, *,
-           t_max) -> Float[Array, " n"]:
+           t_max) -> Float[Array, "n 1"]:
     """The first spike times recomputed differentiably from the forward record: one
     solve per input interval (see the module docstring). Values equal the forward
     pass's; derivatives by the implicit function theorem at each spike."""
-    model = neuron.first_spike_model()
+    layer = _Layer.build(neuron, weights, in_times, current, t_max)
+    model, drive, starts, ends, m = (
+        layer.model, layer.drive, layer.starts, layer.ends, layer.m)
     n = weights.shape[1]
     dtype = weights.dtype
-    t_max = jnp.asarray(t_max, dtype)
-    inputs, real, times, starts, ends = _intervals(in_times, t_max, dtype)
-    m = times.shape[0]
-    drive = current(jnp.zeros((), dtype))
-    fired, now, segment, t_found = jax.lax.stop_gradient(
-        (record.fired, record.now, record.segment, record.t_spike))
+    now, segment, t_found = jax.lax.stop_gradient(
+        (record.now, record.segment, record.t_spike))
+    fired = jnp.isfinite(t_found)
     crossing = fired & ~now
     controller = segments._controller(current, dtype)
     t_safe = jnp.where(crossing, t_found, 0.0)
@@ -351,51 +372,16 @@ def replay(neuron, weights, in_times, record: _Record, current, segments, *,
             adjoint=diffrax.BacksolveAdjoint(), throw=False,
         )
         y_end = sol.ys[-1]
-        y = jnp.where(going[:, None], y_end, y)
-        jumped = model.input_spikes(y, weights[inputs.channels[jnp.minimum(k, m - 1)]])
-        y = jnp.where((k < m) & real[jnp.minimum(k, m - 1)], jumped, y)
-        return y, y_end
+        return layer.arrive(jnp.where(going[:, None], y_end, y), k), y_end
 
     y0 = model.init_state(n).astype(dtype)
     _, ends_states = jax.lax.scan(interval, y0, jnp.arange(m + 1))
     rows = jnp.arange(n)
     y_hit = ends_states[jnp.minimum(segment, m), rows]  # (n, s)
-    residual = model.spike_condition(zero, y_hit, drive)
+    residual = layer.condition(y_hit)
     rate = condition_rate(model, lambda t: drive, zero, y_hit)
     t_cross = implicit_time(t_safe, jnp.where(crossing, residual, 0.0),
                             jnp.where(crossing, rate, 1.0))
     t_now = starts[jnp.minimum(segment, m)]
-    return jnp.where(crossing, t_cross, jnp.where(now, t_now, jnp.inf))
-
-
-def first_spikes(neuron, weights, in_times, current, segments, *,
-                 t_max) -> LayerSpikes:
-    """The layer's first spikes with the replay as their derivative (see above)."""
-    params, static = eqx.partition(neuron, eqx.is_array)
-
-    @jax.custom_vjp
-    def run(params, weights, in_times, current):
-        model = eqx.combine(params, static)
-        return forward(model, weights, in_times, current, segments, t_max=t_max)[0]
-
-    def run_fwd(params, weights, in_times, current):
-        model = eqx.combine(params, static)
-        spikes, record = forward(model, weights, in_times, current, segments,
-                                 t_max=t_max)
-        return spikes, (params, weights, in_times, current, record)
-
-    def run_bwd(residuals, cotangent):
-        params, weights, in_times, current, record = residuals
-
-        def times(params, weights, in_times):
-            model = eqx.combine(params, static)
-            return replay(model, weights, in_times, record, current, segments,
-                          t_max=t_max)
-
-        _, vjp = jax.vjp(times, params, weights, in_times)
-        ct = cotangent.times[:, 0]
-        ct = jnp.where(jnp.isfinite(ct), ct, 0.0)
-        return (*vjp(ct), jax.tree.map(jnp.zeros_like, current))
-
-    run.defvjp(run_fwd, run_bwd)
-    return run(params, weights, in_times, current)
+    times = jnp.where(crossing, t_cross, jnp.where(now, t_now, jnp.inf))
+    return times[:, None]

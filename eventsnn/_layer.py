@@ -109,6 +109,22 @@ class Inputs(NamedTuple):
         return self.channels[jnp.minimum(ptr, self.channels.shape[0] - 1)]
 
 
+def input_intervals(in_times: Float[Array, "n_in K"], t_max, dtype):
+    """The sorted inputs and the intervals between them, for the first-spike paths.
+
+    **Returns:** ``(inputs, real, times, starts)``: the sorted [`Inputs`][], which of
+    them are real (not padding), their times with padding moved to ``t_max`` (so no
+    ``+inf`` enters the arithmetic: padding becomes zero-length intervals at
+    ``t_max``), and ``starts[k]`` (``k = 0 … M``), the start of the interval that
+    input ``k - 1`` opens (``0`` for ``k = 0``).
+    """
+    inputs = Inputs.sort(in_times.astype(dtype), t_max)
+    real = jnp.isfinite(inputs.times)
+    times = jnp.where(real, inputs.times, t_max)
+    starts = jnp.concatenate([jnp.zeros((1,), dtype), times])
+    return inputs, real, times, starts
+
+
 def _stable_order(x: Float[Array, " M"]) -> Int[Array, " M"]:
     """``argsort(x, stable=True)`` for a NaN-free ``x``.
 

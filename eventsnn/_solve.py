@@ -227,10 +227,10 @@ class DiffraxSegments(AbstractSegmentSolver):
       as ``solver_failed``, never silently truncated.
     - `dtmax`: largest step, so that a brief threshold excursion cannot be stepped
       over (default: no limit).
-    - `parallel`: in first-spike mode (``max_spikes=1``) with ``gradient="eventprop"``,
-      integrate each layer once
-      from input spike to input spike, every neuron to its own first spike, instead
-      of restarting the solve at every spike (`_first_spike_ode.py`); default
+    - `parallel`: in first-spike mode (``max_spikes=1``) with
+      ``gradient="eventprop"``, integrate each layer once from input spike to input
+      spike, every neuron to its own first spike, instead of restarting the solve
+      at every spike (`_first_spike_ode.py`); default
       ``True``. Used for models whose dynamics and spike condition do not read ``t``
       and that have no `discontinuities` before their first spike, with a constant
       current; other models run the event loop. ``False`` always runs the event
