@@ -16,9 +16,14 @@ import os
 # machine, 2026-11-23: 19-32 % less CPU time for gradient and training tests; the whole
 # suite 15.1 -> 13.2 min (with the file order below). Same results: no fast-math, the
 # flags only skip optimisations. Set before jax is imported; the subprocesses tests
-# start inherit it. Users' programs are compiled with XLA's defaults.
+# start inherit it. Users' programs are compiled with XLA's defaults; the tests that
+# compare two programs bit for bit compile with those (helpers.USER_COMPILE).
+# XLA:CPU's newer fusion emitters (MLIR) cost more compile time than the classic
+# elemental emitter: 30-40 % less compile time without them on the QIF gradient
+# programs of the per-model sweep, and the whole suite 17.3 -> 9.1 min (2026-11-30).
 _FAST_COMPILE = ("--xla_backend_optimization_level=0 "
-                 "--xla_llvm_disable_expensive_passes=true")
+                 "--xla_llvm_disable_expensive_passes=true "
+                 "--xla_cpu_use_fusion_emitters=false")
 if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}"
 
@@ -59,12 +64,11 @@ def _fresh_caches_per_module():
 # collection order only with ``--no-loadscope-reorder`` (pyproject.toml; by default
 # pytest-xdist 3.8 starts with the files that hold the most tests, which left a
 # gradient sweep for last, run alone for minutes). Hand out the slowest first
-# (seconds of a file on one worker, 2026-11-23: each 130-210, the rest under 70).
+# (seconds of a file on one worker, 2026-11-30: 100-175 each, the rest under 100).
 _SLOWEST_FIRST = (
-    "test_gradients_models.py", "test_gradients_models_2.py", "test_api.py",
-    "test_benchmarks.py", "test_train.py", "test_first_spike.py",
-    "test_first_spike_ode.py", "test_notebooks.py",
-    "test_gradients.py", "test_reference.py",
+    "test_first_spike_ode.py", "test_gradients_models_2.py", "test_gradients_models.py",
+    "test_benchmarks.py", "test_train.py", "test_notebooks.py", "test_api.py",
+    "test_first_spike.py", "test_gradients.py", "test_reference.py",
 )
 
 

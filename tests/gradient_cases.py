@@ -33,20 +33,25 @@ MODELS = {
 }
 
 
-@eqx.filter_jit
-def forward(net, x):
-    return net(x)
-
-
-def spike_loss(net, x, out=None):
-    """A loss that weighs every kept spike time of both layers differently (the
-    network run as one compiled program, or given as ``out``)."""
-    out = forward(net, x) if out is None else out
+def spike_loss_of(out):
+    """A loss that weighs every kept spike time of both layers differently."""
     total = 0.0
     for layer in out.layers:
         t = jnp.where(jnp.isfinite(layer.times), layer.times, 0.0)
         total = total + jnp.sum(t * jnp.linspace(1.0, 2.0, t.size).reshape(t.shape))
     return total
+
+
+@eqx.filter_jit
+def value_and_grad(net, x):
+    """``(loss, spikes, (dL/dnet, dL/dx))`` of `spike_loss_of`, as one compiled
+    program (the network, un-jitted, would compile each layer and the loss apart)."""
+    def loss(nx):
+        out = nx[0](nx[1])
+        return spike_loss_of(out), out
+
+    (value, out), grads = eqx.filter_value_and_grad(loss, has_aux=True)((net, x))
+    return value, out, grads
 
 
 def build(name, gradient):
@@ -82,15 +87,18 @@ def check_modes_and_finite_differences(name):
     modes = ("eventprop", "autodiff")
     nets = {mode: build(name, mode) for mode in modes}
     net = nets[modes[0]]
-    out = forward(net, X)
+    both = {m: value_and_grad(n, X) for m, n in nets.items()}
+    out = both[modes[0]][1]
     assert not bool(out.overflow.any()), out.overflow
     assert int(out.layers[0].counts.max()) >= 2, "want several spikes per neuron"
-    # One compiled gradient program per mode, with respect to the network and the
-    # inputs (compiled whole: un-jitted, each layer and the loss compile apart).
-    grad = eqx.filter_jit(eqx.filter_grad(lambda nx: spike_loss(*nx, out=nx[0](nx[1]))))
-    both = {m: grad((n, X)) for m, n in nets.items()}
-    grads = {m: g[0] for m, g in both.items()}
-    gx = {m: g[1] for m, g in both.items()}
+    grads = {m: g[2][0] for m, g in both.items()}
+    gx = {m: g[2][1] for m, g in both.items()}
+
+    def spike_loss(net, x):
+        # EventProp's compiled gradient program serves the finite differences too:
+        # one program per mode is compiled, no separate forward pass.
+        return value_and_grad(net, x)[0]
+
     g_ep, g_ad = grads[modes[0]], grads[modes[-1]]
     for a, b in zip(jax.tree.leaves(g_ep), jax.tree.leaves(g_ad)):
         assert_close(a, b, "eventprop vs autodiff")

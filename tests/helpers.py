@@ -10,6 +10,16 @@ from scipy.integrate import solve_ivp
 import eventsnn as es
 from eventsnn._neuron import param
 
+# XLA's own defaults for the compiler settings that conftest.py lowers to compile
+# faster. A test that checks bit-level agreement between two compiled programs
+# compiles both with these (``jax.jit(..., compiler_options=USER_COMPILE)``), as
+# users' programs are compiled: how XLA vectorises decides the last bit.
+USER_COMPILE = {
+    "xla_backend_optimization_level": 3,
+    "xla_llvm_disable_expensive_passes": False,
+    "xla_cpu_use_fusion_emitters": True,
+}
+
 # (id, factory) for every shipped model. Factories, so that each test builds its own.
 ALL_MODELS = [
     ("LIF", lambda: es.LIF()),
@@ -194,7 +204,10 @@ def run_batch(net, x):
 
 def first_spike_loss(net, x):
     """A loss that weighs every layer's first spike times differently."""
-    out = jax.vmap(net)(x)
+    return first_spike_loss_of(jax.vmap(net)(x))
+
+
+def first_spike_loss_of(out):
     total = 0.0
     for layer in out.layers:
         t = layer.times[..., 0]
@@ -207,6 +220,19 @@ def first_spike_loss(net, x):
 def first_spike_grads(net, x):
     """Gradient of `first_spike_loss` with respect to the network and the inputs."""
     return eqx.filter_grad(lambda nx: first_spike_loss(*nx))((net, x))
+
+
+@eqx.filter_jit
+def spikes_and_grads(net, x):
+    """The batch's spikes and the gradient of `first_spike_loss` (network and
+    inputs), from one compiled program: a test that needs both compiles the layers
+    once instead of twice (the suite's cost is compilation)."""
+    def loss(nx):
+        out = jax.vmap(nx[0])(nx[1])
+        return first_spike_loss_of(out), out
+
+    (_, out), g = eqx.filter_value_and_grad(loss, has_aux=True)((net, x))
+    return out, g
 
 
 def assert_same_spikes(a, b, atol):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import eventsnn as es
-from helpers import SinCos
+from helpers import USER_COMPILE, SinCos
 
 jax.config.update("jax_enable_x64", True)
 
@@ -199,12 +199,16 @@ def test_silent_network_gives_inf_not_nan():
 
 # ---------------------------------------------------------------- batching and jit
 def test_vmap_equals_python_loop():
+    # Bit for bit, compiled as users' programs are (the suite's faster compiler
+    # settings vectorise differently and move the last bit of a few times).
     net = small_net(max_spikes=3)
     batch = jax.random.uniform(jax.random.key(3), (6, 5, 2), maxval=10.0)
     batch = batch.at[2, 1, 1].set(jnp.inf)
-    out = jax.vmap(net)(batch)
+    batched = jax.jit(lambda n, x: jax.vmap(n)(x), compiler_options=USER_COMPILE)
+    one = jax.jit(lambda n, x: n(x), compiler_options=USER_COMPILE)
+    out = batched(net, batch)
     for b in range(batch.shape[0]):
-        single = net(batch[b])
+        single = one(net, batch[b])
         for layer_b, layer_1 in zip(out.layers, single.layers):
             np.testing.assert_array_equal(layer_b.times[b], layer_1.times)
             np.testing.assert_array_equal(layer_b.counts[b], layer_1.counts)
@@ -277,13 +281,17 @@ def test_large_vmapped_batch_matches_chunks():
     # Regression: XLA:CPU miscompiled a fused multiply-reduce once a vmapped batch
     # made the hidden layer's arrays longer than 2**15 rows (120 neurons x >= 274
     # samples), giving wrong spike times from sample 273 on (see `_exact.rowdot`).
-    # float32, as users run it.
+    # float32 and XLA's default compiler settings, as users run it.
     data = es.datasets.yin_yang("validation", size=300)
     with jax.enable_x64(False):
         net = es.FeedForward(5, [120, 3], es.LIF(), jax.random.key(3), t_max=30.0,
                              init_mean=2.0, init_std=0.5)
         x = jnp.asarray(data.inputs, jnp.float32)
-        run = jax.jit(jax.vmap(net))
+        batched = jax.jit(lambda n, x: jax.vmap(n)(x), compiler_options=USER_COMPILE)
+
+        def run(x):
+            return batched(net, x)
+
         whole = run(x).layers[0].first
         chunks = jnp.concatenate([run(x[i : i + 50]).layers[0].first
                                   for i in range(0, 300, 50)])

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_same_grads, assert_same_spikes
+from helpers import assert_same_grads, assert_same_spikes, spikes_and_grads
 from helpers import first_spike_grads as grads
 from helpers import run_batch as run
 
@@ -46,17 +46,16 @@ def network(model, solver, gradient="eventprop", dtype=jnp.float64):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_parallel_path_matches_the_event_loop(name):
     x = batch()
-    fast = network(MODELS[name], es.ExactSegments())
-    out = run(fast, x)
+    out, g_fast = spikes_and_grads(network(MODELS[name], es.ExactSegments()), x)
     fired = [float(np.isfinite(layer.times).mean()) for layer in out.layers]
     assert all(0.2 < f < 1.0 for f in fired), fired  # some fire, some stay silent
-    g_fast = grads(fast, x)
     # Reverse mode through the loop is compiled for one model only (it is slow to
     # compile); EventProp's replay for all.
     for gradient in ("eventprop", "autodiff") if name == "LIF" else ("eventprop",):
         loop = network(MODELS[name], es.ExactSegments(parallel=False), gradient)
-        assert_same_spikes(out, run(loop, x), atol=1e-12)
-        assert_same_grads(g_fast, grads(loop, x), rtol=1e-9)
+        out_loop, g_loop = spikes_and_grads(loop, x)
+        assert_same_spikes(out, out_loop, atol=1e-12)
+        assert_same_grads(g_fast, g_loop, rtol=1e-9)
 
 
 def test_parallel_path_matches_the_diffrax_path():
@@ -65,8 +64,10 @@ def test_parallel_path_matches_the_diffrax_path():
     tsit = network(es.LIF(), diffrax.Tsit5())
     assert isinstance(fast.segments[0], es.ExactSegments)
     assert isinstance(tsit.segments[0], es.DiffraxSegments)
-    assert_same_spikes(run(fast, x), run(tsit, x), atol=1e-8)
-    assert_same_grads(grads(fast, x), grads(tsit, x), rtol=1e-6)
+    (out_fast, g_fast), (out_tsit, g_tsit) = (spikes_and_grads(fast, x),
+                                              spikes_and_grads(tsit, x))
+    assert_same_spikes(out_fast, out_tsit, atol=1e-8)
+    assert_same_grads(g_fast, g_tsit, rtol=1e-6)
 
 
 def test_parallel_path_in_float32():
@@ -75,10 +76,10 @@ def test_parallel_path_in_float32():
     x = batch(jnp.float32)
     fast = network(es.LIF(), es.ExactSegments(), dtype=jnp.float32)
     loop = network(es.LIF(), es.ExactSegments(parallel=False), dtype=jnp.float32)
-    a, b = run(fast, x), run(loop, x)
+    a, g32 = spikes_and_grads(fast, x)
+    b = run(loop, x)
     assert a.layers[-1].times.dtype == jnp.float32
     assert_same_spikes(a, b, atol=1e-4)
-    g32 = grads(fast, x)
     g64 = grads(network(es.LIF(), es.ExactSegments()), batch())
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(g32))
     assert_same_grads(g32, g64, rtol=1e-3)

@@ -8,9 +8,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import SinCos, assert_same_grads, assert_same_spikes
-from helpers import first_spike_grads as grads
-from helpers import first_spike_loss as loss
+from helpers import (
+    SinCos,
+    assert_same_grads,
+    assert_same_spikes,
+    first_spike_loss_of,
+    spikes_and_grads,
+)
 from helpers import run_batch as run
 
 import eventsnn as es
@@ -87,23 +91,29 @@ def test_the_path_applies_to_the_shipped_non_linear_models_only_where_it_may():
         np.testing.assert_array_equal(a.first, b.first)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
-def test_same_spike_times_as_the_event_loop(name):
-    x = batch()
-    fast, loop = run(network(name, True), x), run(network(name, False), x)
+def check_same_spikes(fast, loop):
     assert all(bool(jnp.all(layer.ok)) for layer in fast.layers)
     assert_same_spikes(fast, loop, atol=1e-7)
     fired = float(jnp.mean(jnp.isfinite(fast.layers[0].first)))
     assert 0.2 < fired < 1.0, f"want some silent and some firing neurons, got {fired}"
 
 
-@pytest.mark.parametrize("name", ["Izhikevich", "Refractory-QIF", "custom"])
-def test_same_gradients_as_the_event_loop(name):
-    # (QIF: against finite differences below.)
+# (The other three models: spike times together with gradients, below.)
+@pytest.mark.parametrize("name", ["QIF", "EIF", "AdEx"])
+def test_same_spike_times_as_the_event_loop(name):
     x = batch()
-    fast = grads(network(name, True), x)
-    loop = grads(network(name, False), x)
-    assert_same_grads(fast, loop, 1e-5, f"{name}: fast vs event loop")
+    check_same_spikes(run(network(name, True), x), run(network(name, False), x))
+
+
+@pytest.mark.parametrize("name", ["Izhikevich", "Refractory-QIF", "custom"])
+def test_same_spike_times_and_gradients_as_the_event_loop(name):
+    # (QIF: gradients against finite differences below.) Spikes and gradients come
+    # from one compiled program per path.
+    x = batch()
+    fast, g_fast = spikes_and_grads(network(name, True), x)
+    loop, g_loop = spikes_and_grads(network(name, False), x)
+    check_same_spikes(fast, loop)
+    assert_same_grads(g_fast, g_loop, 1e-5, f"{name}: fast vs event loop")
 
 
 def test_gradients_match_finite_differences():
@@ -111,8 +121,11 @@ def test_gradients_match_finite_differences():
     times, against central differences of the fast path's own spike times."""
     x = batch()[:4]
     net = network("QIF", True)
-    g_net, g_x = grads(net, x)
-    f = eqx.filter_jit(loss)
+    _, (g_net, g_x) = spikes_and_grads(net, x)
+
+    def f(net, x):  # the same compiled program as the gradient's
+        return first_spike_loss_of(spikes_and_grads(net, x)[0])
+
     eps = 1e-6
 
     def central(perturb):
@@ -145,11 +158,10 @@ def test_float32():
     crossing at a shallow slope turns rounding into time) and gives finite
     gradients."""
     x = batch(jnp.float32)
-    fast = run(network("QIF", True, dtype=jnp.float32), x)
+    fast, g = spikes_and_grads(network("QIF", True, dtype=jnp.float32), x)
     exact = run(network("QIF", True), x.astype(jnp.float64))
     assert fast.first.dtype == jnp.float32
     assert_same_spikes(fast, exact, atol=2e-3)
-    g = grads(network("QIF", True, dtype=jnp.float32), x)
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(g))
 
 
