@@ -279,7 +279,10 @@ class DiffraxSegments(AbstractSegmentSolver):
             # (a fast upstroke, e.g. Izhikevich at v_peak, moves g by more than 1e-12
             # per representable time step).
             e, rate = event_function_and_rate(neuron, current, t, y, active)
-            return jnp.max(e / (jnp.abs(rate) + 1.0))
+            # In JAX's default float dtype: diffrax pairs this value with a Python
+            # 0.0 in a `lax.cond`, which is float64 once x64 is enabled, so a float32
+            # layer would not trace there.
+            return jnp.max(e / (jnp.abs(rate) + 1.0)).astype(jnp.result_type(float))
 
         # Bisection inside the step where the sign changed: always converges, even
         # when the condition turns back down within that step (Newton started from

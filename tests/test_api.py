@@ -246,6 +246,26 @@ def test_float32_default_works():
                                np.asarray(ref.layers[0].first), rtol=1e-4)
 
 
+def test_float32_network_runs_the_event_loop_with_x64_enabled():
+    # Regression: diffrax's event root find pairs the spike condition with a Python
+    # 0.0 (float64 under x64) in a lax.cond, so a float32 layer on the diffrax event
+    # loop did not trace once x64 was on (as it is in this suite).
+    net64 = es.FeedForward(5, [6, 2], es.QIF(), jax.random.key(0), t_max=30.0,
+                           max_spikes=3)
+    net64 = eqx.tree_at(lambda m: m.weights[0], net64, 3 * net64.weights[0])
+    net32 = jax.tree.map(
+        lambda a: a.astype(jnp.float32) if eqx.is_inexact_array(a) else a, net64)
+    out, ref = net32(X.astype(jnp.float32)), net64(X)
+    assert out.times.dtype == jnp.float32
+    assert int(ref.layers[0].counts.sum()) >= 4  # the loop found several spikes
+    for a, b in zip(out.layers, ref.layers):
+        np.testing.assert_array_equal(a.counts, b.counts)
+        finite = np.isfinite(np.asarray(b.times))
+        np.testing.assert_array_equal(np.isfinite(np.asarray(a.times)), finite)
+        np.testing.assert_allclose(np.asarray(a.times)[finite],
+                                   np.asarray(b.times)[finite], rtol=0, atol=2e-3)
+
+
 def test_per_layer_neuron_models_and_solvers():
     net = es.FeedForward(5, [8, 2], [es.QIF(), es.LIF()], jax.random.key(1),
                          t_max=40.0, max_spikes=10)
