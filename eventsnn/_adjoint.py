@@ -75,7 +75,8 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
         # computation by reverse mode (one state per input spike is kept, as here).
         ctx = segments.prepare(neuron, current, weights.shape[1], weights.dtype)
         return parallel_first_spikes(neuron, weights, in_times, ctx, t_max=t_max,
-                                     max_iters=segments.max_iters)
+                                     max_iters=segments.max_iters,
+                                     max_inputs=max_events)
     if (gradient == "eventprop" and max_spikes == 1
             and isinstance(segments, DiffraxSegments) and segments.parallel
             and _first_spike_ode.applies(neuron, current, weights.dtype)):

@@ -113,3 +113,19 @@ def test_train_resume_refuses_other_settings(tmp_path, capsys, monkeypatch):
         main([*base, "--resume"])
     assert calls == [False, True]
 
+
+
+def test_train_network_takes_only_the_input_spikes_the_data_has():
+    # A sparse code (MNIST-5k: <= 287 spikes in 784 channels) on the loop-free path:
+    # the hidden layer takes that many input spikes; the event loop keeps its default.
+    from argparse import Namespace
+
+    from eventsnn.cli.train import DEFAULTS, build_network
+
+    settings = dict(DEFAULTS["mnist5k"], hidden=4)
+    lif = build_network(Namespace(neuron="lif", seed=0), 784, 10, settings, 287)
+    assert lif.max_events == (287, None)
+    assert build_network(Namespace(neuron="lif", seed=0), 784, 10, settings,
+                         None).max_events is None
+    qif = build_network(Namespace(neuron="qif", seed=0), 784, 10, settings, 287)
+    assert qif.max_events is None

@@ -81,6 +81,10 @@ def test_image_datasets(name, n_total, in_size):
         bright = ds.features >= 0.999
         np.testing.assert_allclose(ds.inputs[..., 0][bright], 0.0, atol=1e-9)
         assert np.isinf(ds.inputs[..., 0][ds.features < 0.05]).all()
+        # The most spikes a sample has: counted per sample, it bounds them all.
+        spikes = np.isfinite(ds.inputs).sum(axis=(1, 2))
+        assert ds.max_input_spikes == spikes.max() < in_size
+        assert ds.subset(3).max_input_spikes == spikes[:3].max()
     # Disjoint splits: no image appears in two of them (compare raw pixels).
     rows = {s: {d.features[i].tobytes() for i in range(len(d))} for s, d in splits.items()}
     assert not rows["train"] & rows["test"] and not rows["train"] & rows["validation"]

@@ -119,3 +119,40 @@ def test_immediate_spike_waits_for_simultaneous_inputs():
                 assert not np.isfinite(net(jnp.array([[t], [t]])).first[0])
         # The excitatory spike alone fires it at exactly its arrival time.
         assert float(net(jnp.array([[jnp.inf], [2.0]])).first[0]) == 2.0
+
+
+def test_max_events_takes_the_earliest_inputs_and_flags_what_it_drops():
+    """Linear first-spike layers take the earliest ``max_events`` input spikes: exact
+    (same spikes and gradients) when the rest is padding or arrives after every
+    neuron fired; flagged ``max_events_reached`` when a dropped input could have
+    changed a spike."""
+    w = jnp.zeros((8, 3)).at[0, 0].set(12.0).at[1, 1].set(12.0).at[2, 2].set(12.0)
+    w = w.at[3:6].set(1.0)  # late, weak inputs to everyone
+
+    def net(max_events):
+        n = es.FeedForward(8, [3], es.LIF(), jax.random.key(0), t_max=30.0,
+                           max_events=max_events)
+        return eqx.tree_at(lambda m: m.weights[0], n, w)
+
+    pad = jnp.full((8, 2), jnp.inf)  # 16 input slots, at most 6 spikes
+    early = pad.at[:6, 0].set(jnp.array([1.0, 2.0, 0.5, 20.0, 22.0, 24.0]))
+    late = early.at[2, 0].set(21.0)  # neuron 2 has not fired when input 3 arrives
+    x = jnp.stack([early, late])
+    full, g_full = spikes_and_grads(net(None), x)
+    assert bool(jnp.all(full.layers[0].ok))
+    # Only padding dropped: bit-equal spikes and gradients.
+    kept, g_kept = spikes_and_grads(net(6), x)
+    assert bool(jnp.all(kept.layers[0].ok))
+    assert_same_spikes(kept, full, atol=0.0)
+    assert_same_grads(g_kept, g_full, rtol=0.0)
+    # Three inputs kept: the first sample's dropped inputs come after every spike.
+    out = run(net(3), x)
+    ok = np.asarray(out.layers[0].ok)
+    np.testing.assert_array_equal(ok, [True, False])
+    np.testing.assert_array_equal(out.first[0], full.first[0])
+    np.testing.assert_array_equal(
+        out.layers[0].result == es.RESULTS.max_events_reached, [False, True])
+    with pytest.raises(RuntimeError, match="max_events"):
+        es.check(out)
+    # One value per layer, None for the default.
+    assert net([None]).max_events == (None,)

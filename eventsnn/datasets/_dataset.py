@@ -52,6 +52,13 @@ class Dataset:
         """Number of classes, ``len(classes)``."""
         return len(self.classes)
 
+    @property
+    def max_input_spikes(self) -> int:
+        """The most input spikes (finite times) that one sample has: for a sparse
+        code far fewer than ``in_size × K`` (see ``max_events`` of
+        [`eventsnn.FeedForward`][])."""
+        return int(np.isfinite(self.inputs).sum(axis=(1, 2)).max(initial=0))
+
     def subset(self, n: int) -> "Dataset":
         """The first ``n`` samples (classes stay interleaved in every loader here).
 
