@@ -41,18 +41,18 @@ import jax
 import jax.numpy as jnp
 
 from . import _first_spike_ode
+from ._custom_types import Array, Bool, Float
 from ._first_spike import parallel_first_spikes
 from ._layer import (
-    IDLE,
     SPIKE_CROSSING,
     SPIKE_NOW,
     TO_END,
     EventLog,
     Inputs,
     _active,
-    _record,
     run_layer,
 )
+from ._scan import scan_prefix
 from ._solve import (
     DiffraxSegments,
     ExactSegments,
@@ -163,7 +163,9 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
     """Recompute a layer's spike times from its event log, differentiably.
 
     The values equal the forward pass's (up to one Newton correction of each spike
-    time); the derivatives are exact. Returns ``Float[Array, "n max_spikes"]``.
+    time); the derivatives are exact. Only the log's first ``num_events`` rows are
+    walked, forward and backward (`_scan.scan_prefix`). Returns
+    ``Float[Array, "n max_spikes"]``.
     """
     n = weights.shape[1]
     dtype = weights.dtype
@@ -176,12 +178,15 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
     ctx = segments.prepare(neuron, current, n, dtype)
     own_clock = segments.clock == "neuron"
     adjoint = diffrax.BacksolveAdjoint()
+    # What the steps read and what is differentiated (`scan_prefix` takes it apart).
+    consts = (neuron, weights, inputs, finite, current, ctx, t_max)
 
-    def time_of(ptr):
-        ok = (ptr < inputs.times.shape[0]) & finite[jnp.minimum(ptr, finite.shape[0] - 1)]
+    def time_of(inputs, finite, t_max, ptr):
+        last = finite.shape[0] - 1
+        ok = (ptr < inputs.times.shape[0]) & finite[jnp.minimum(ptr, last)]
         return jnp.where(ok, inputs.time(ptr), t_max)
 
-    def shift(t_rec, y_at, target, moving, left_limit=None):
+    def shift(neuron, current, t_rec, y_at, target, moving, left_limit=None):
         """y at ``target`` from y at the (value-equal) ``t_rec``: first order in the
         zero-valued difference, so the value is ``y_at`` and the derivative exact.
 
@@ -201,79 +206,90 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         delta = target - jax.lax.stop_gradient(target)
         return y_at + f * jnp.reshape(delta, delta.shape + (1,) * (f.ndim - delta.ndim))
 
-    def step_own(carry, rec_k):
-        t, y, counts, times = carry
-        rec, k = rec_k
-        valid = k < num_events
-        deliver = valid & rec.deliver
+    # Each step: carry (t, y, counts) -> the next, and (spiked, t_new) per neuron.
+    def step_own(consts, carry, rec):
+        neuron, weights, inputs, finite, current, ctx, t_max = consts
+        t, y, counts = carry
         # Every neuron waits at this input's time; where it got there by an earlier
         # input at the same instant (simultaneous spikes), its clock carries that
         # input's time: move it to this one's (zero in value, exact in derivative).
         active = _active(counts, max_spikes)
-        t_in = jnp.where(deliver, time_of(rec.ptr), t)
+        t_in = jnp.where(rec.deliver, time_of(inputs, finite, t_max, rec.ptr), t)
         y = move_clock(neuron, current, t, y, t_in - t, active)
         t = t_in
         jump = neuron.input_spikes(y, weights[inputs.channel(rec.ptr)])
-        y = jnp.where(deliver, jump, y)
-        kind = jnp.where(valid, rec.kind, IDLE)
+        y = jnp.where(rec.deliver, jump, y)
+        kind = rec.kind
         moves = (kind == SPIKE_CROSSING) | (kind == TO_END)
         t_rec = jax.lax.stop_gradient(jnp.where(moves, rec.t_new, t))
-        active = _active(counts, max_spikes)
         y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, adjoint, active)
         g = neuron.spike_condition(t_rec, y_at, current(t_rec))
         crossing = implicit_time(t_rec, g, condition_rate(neuron, current, t_rec, y_at))
-        t_end = jnp.minimum(time_of(rec.end_ptr), t_max)
+        t_end = jnp.minimum(time_of(inputs, finite, t_max, rec.end_ptr), t_max)
         target = jnp.where(kind == SPIKE_CROSSING, crossing,
                            jnp.where(kind == TO_END, t_end, t))
-        y_new = jnp.where(moves[:, None], shift(t_rec, y_at, target, active), y)
+        y_new = jnp.where(moves[:, None],
+                          shift(neuron, current, t_rec, y_at, target, active), y)
         t_new = jnp.where(moves, target, t)
         spiked = (kind == SPIKE_NOW) | (kind == SPIKE_CROSSING)
-        times, counts = _record(counts, times, spiked, t_new, max_spikes)
-        return (t_new, neuron.reset(y_new, spiked), counts, times), None
+        counts = counts + spiked.astype(counts.dtype)
+        return (t_new, neuron.reset(y_new, spiked), counts), (spiked, t_new)
 
-    def step_population(carry, rec_k):
-        t, y, counts, times = carry
-        rec, k = rec_k
-        valid = k < num_events
-        kind = jnp.where(valid, rec.kind, IDLE)
+    def step_population(consts, carry, rec):
+        neuron, weights, inputs, finite, current, ctx, t_max = consts
+        t, y, counts = carry
+        kind = rec.kind
         spiked = (kind == SPIKE_NOW) | (kind == SPIKE_CROSSING)
         now = jnp.any(kind == SPIKE_NOW)
-        deliver = valid & rec.deliver
-        moves = valid & ~now
+        deliver = rec.deliver
+        moves = ~now
         t_rec = jax.lax.stop_gradient(jnp.where(moves, rec.t_new[0], t))
         active = _active(counts, max_spikes)
         y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, adjoint, active)
         # A segment ends at a spike crossing (implicit function theorem on the lead
         # neuron's condition), an input time, a kink of the dynamics, or t_max.
         e, rate = event_function_and_rate(neuron, current, t_rec, y_at, active)
-        target = jnp.where(deliver, time_of(rec.ptr), t_rec)
+        target = jnp.where(deliver, time_of(inputs, finite, t_max, rec.ptr), t_rec)
         target = jnp.where(rec.hit, implicit_time(t_rec, e[rec.lead], rate[rec.lead]),
                            target)
         kinks = neuron.discontinuities(t, y)
         left_limit = None
         if kinks is not None:
             kink = jnp.where(rec.brk, kinks[rec.lead], t_rec)
-            target = jnp.where(rec.brk, jnp.where(jnp.isfinite(kink), kink, t_rec), target)
+            target = jnp.where(rec.brk, jnp.where(jnp.isfinite(kink), kink, t_rec),
+                               target)
             # Every neuron released at this very time (the lead and any that fired
             # together with it) takes its pre-kink vector field.
-            left_limit = valid & rec.brk & (kinks == kinks[rec.lead])
+            left_limit = rec.brk & (kinks == kinks[rec.lead])
         target = jnp.where(moves, target, t)
-        y_new = jnp.where(moves, shift(t_rec, y_at, target, active, left_limit), y)
-        times, counts = _record(counts, times, spiked, target, max_spikes)
+        y_new = jnp.where(
+            moves, shift(neuron, current, t_rec, y_at, target, active, left_limit), y)
+        counts = counts + spiked.astype(counts.dtype)
         y_new = neuron.reset(y_new, spiked)
         y_new = jnp.where(
             deliver, neuron.input_spikes(y_new, weights[inputs.channel(rec.ptr)]), y_new
         )
-        return (target, y_new, counts, times), None
+        return (target, y_new, counts), (spiked, jnp.broadcast_to(target, (n,)))
 
     init = (
         jnp.zeros((n,) if own_clock else (), dtype),
         neuron.init_state(n).astype(dtype),
         jnp.zeros((n,), jnp.int32),
-        jnp.full((n, max_spikes), jnp.inf, dtype),
     )
-    steps = log.deliver.shape[0]
-    (_, _, _, times), _ = jax.lax.scan(
-        step_own if own_clock else step_population, init, (log, jnp.arange(steps))
-    )
-    return times
+    _, (spiked, t_new) = scan_prefix(step_own if own_clock else step_population,
+                                     consts, init, log, num_events)
+    return _spike_table(spiked, t_new, max_spikes)
+
+
+def _spike_table(spiked: Bool[Array, "E n"], t_new: Float[Array, "E n"],
+                 max_spikes: int) -> Float[Array, "n max_spikes"]:
+    """Each neuron's first ``max_spikes`` spike times, in order, from the per-step
+    record (``+inf`` where fewer)."""
+    n = spiked.shape[1]
+    slot = jnp.cumsum(spiked, axis=0) - 1  # the spike's index for its neuron
+    keep = spiked & (slot < max_spikes)
+    column = jnp.where(keep, slot, max_spikes)  # the rest into a column dropped below
+    rows = jnp.broadcast_to(jnp.arange(n), spiked.shape)
+    table = jnp.full((n, max_spikes + 1), jnp.inf, t_new.dtype)
+    table = table.at[rows, column].set(jnp.where(keep, t_new, jnp.inf))
+    return table[:, :max_spikes]
