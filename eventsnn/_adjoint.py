@@ -3,7 +3,9 @@
 The forward pass is the fast event loop (``while_loop``, early exit), which records
 only *what happened* at each event (an [`eventsnn._layer.EventLog`][]: which input was
 applied, which neurons fired, the times reached). The backward pass replays that event
-sequence as a differentiable ``lax.scan`` and pulls the cotangents back through it:
+sequence differentiably, over the events that happened only (`_scan.scan_prefix`: the
+log has ``max_events`` rows, a sample uses ``num_events``), and pulls the cotangents
+back through it:
 
 - between events, through the segment map ``y(t1) = Φ(t1 - t0) y(t0)``: the exact
   flow map's vector–Jacobian product for linear models, or diffrax's
