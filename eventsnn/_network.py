@@ -42,9 +42,9 @@ class FeedForward(eqx.Module):
       Linear layers in first-spike mode need no event loop: for them it is the
       number of input spikes taken (the earliest), which skips the padding of a
       sparse code (MNIST-5k's 784 channels carry at most 287 spikes: ``[320, None]``
-      makes its hidden layer ~2.5x cheaper); a sample whose dropped inputs could
-      have changed a spike is reported as overflowing. ``None`` in the list: the
-      default for that layer.
+      made its 784-200-10 gradient step 2.4x faster, measured); a sample whose
+      dropped inputs could have changed a spike is reported as overflowing.
+      ``None`` in the list: the default for that layer.
     - `max_spikes`: spike times kept per neuron. ``1`` (default) is first-spike mode:
       a neuron that has fired is done, which is what spike-time losses need and the
       fastest mode (linear layers on the exact flow map then skip the event loop
