@@ -16,7 +16,7 @@ from .. import augment as augmentations
 from .. import datasets, plot
 from .. import train as _train_lib
 from .._network import FeedForward
-from .._solve import ExactSegments
+from .._solve import ExactSegments, segment_solver_for
 from ._common import NEURONS, _positive, precision
 
 # Per-dataset defaults: network shape, schedule, loss. LAMB (Adam with a per-layer
@@ -81,21 +81,16 @@ def build_network(args, in_size, n_out, settings, max_inputs=None) -> FeedForwar
     many input spikes and skips the padding of a sparse code (MNIST-5k: at most 287
     spikes in 784 channels; its gradient step is ~2.4x faster). No sample of the
     data has more, so nothing is dropped."""
-    layers = [settings["hidden"], n_out]
-    neurons = [NEURONS[args.neuron](), NEURONS["lif"]()]
-
-    def build(max_events=None):
-        return FeedForward(in_size, layers, neurons, jax.random.key(args.seed),
-                           t_max=settings["t_max"], init_mean=2.0, init_std=0.5,
-                           max_events=max_events)
-
-    net = build()
-    segments = net.segments[0]
-    loop_free = (isinstance(segments, ExactSegments) and segments.parallel
-                 and net.max_spikes == 1)
+    hidden = NEURONS[args.neuron]()
+    # The segment solver FeedForward picks for it (first-spike mode, the default).
+    segments = segment_solver_for(hidden, None, True)
+    loop_free = isinstance(segments, ExactSegments) and segments.parallel
+    budget = None
     if loop_free and max_inputs is not None:
-        net = build([max(max_inputs, 1), None])
-    return net
+        budget = [max(max_inputs, 1), None]
+    return FeedForward(in_size, [settings["hidden"], n_out], [hidden, NEURONS["lif"]()],
+                       jax.random.key(args.seed), t_max=settings["t_max"],
+                       init_mean=2.0, init_std=0.5, max_events=budget)
 
 
 def _run_train(args: argparse.Namespace) -> int:
