@@ -152,10 +152,12 @@ def eventsnn_engine(
     """eventsnn with the given gradient mode and spike budget.
 
     ``batching``: ``"vmap"`` (the normal way) or ``"map"`` (``jax.lax.map``, one sample
-    after another; a fallback, see `batch_ok`). ``loop``: first-spike mode through
-    the event loop (LIF: ``es.ExactSegments(parallel=False)``, EIF:
-    ``es.DiffraxSegments(parallel=False)``) instead of the default first-spike path
-    (`_first_spike.py`, `_first_spike_ode.py`), so that both can be timed in one run.
+    after another; a fallback, see `batch_ok`). ``loop``: ``parallel=False`` (LIF:
+    ``es.ExactSegments(parallel=False)``, EIF: ``es.DiffraxSegments(parallel=False)``):
+    first-spike mode through the event loop instead of the default first-spike path
+    (`_first_spike.py`, `_first_spike_ode.py`), and multi-spike EventProp with the
+    event-by-event replay instead of the superposition replay (`_superpose.py`), so
+    that both can be timed in one run.
     """
     if loop:
         solver = (es.ExactSegments(parallel=False) if w.neuron == "lif"
@@ -210,7 +212,9 @@ def eventsnn_engine(
         " first-spike" if max_spikes == 1 else f" multi-spike ({max_spikes})"
     )
     if loop:
-        label += " [event loop]"
+        # Multi-spike layers always run the event loop; what `loop` changes there is
+        # EventProp's replay (event by event instead of by superposition).
+        label += " [event loop]" if max_spikes == 1 else " [event-by-event replay]"
     if batching == "map":
         label += " [map]"
     return Engine(

@@ -13,7 +13,9 @@ Rows (per batch size):
   ``gradient="eventprop"`` and with ``gradient="autodiff"``: the path the first row
   replaced, timed in the same run;
 - eventsnn EventProp, multi-spike mode (``max_spikes=16``, reset to 0, so neurons fire
-  again: more events than the first-spike rows, not the same work);
+  again: more events than the first-spike rows, not the same work), with the
+  superposition replay (`_superpose.py`, the default) and with the event-by-event
+  replay it replaced (``es.ExactSegments(parallel=False)``);
 - jaxsnn (EventProp; its Newton spike-time solver, see ``_peers.py``);
 - eventax (its defaults: Euler dt = 0.01 ms, reverse mode through diffrax);
 - a non-linear model on the general (diffrax) path: every layer EIF, eventsnn
@@ -53,6 +55,7 @@ def engines_for(w: C.Workload, weights, args, smoke: bool):
             C.eventsnn_engine(w, weights, loop=True),
             C.eventsnn_engine(w, weights, gradient="autodiff", loop=True),
             C.eventsnn_engine(w, weights, max_spikes=C.MULTI_SPIKES),
+            C.eventsnn_engine(w, weights, max_spikes=C.MULTI_SPIKES, loop=True),
         ]
     else:
         # A fallback kept from an earlier version, in which vmap over a diffrax-path

@@ -16,6 +16,11 @@ back through it:
 - at resets and input spikes, through ``jax.vjp`` of the model's own ``reset`` and
   ``input_spikes``.
 
+Multi-spike layers of linear models with additive inputs take a shortcut
+(`_superpose.py`): the loop records only where each spike fell, and the replay
+recomputes the spike times by superposition, one step per spike slot instead of one
+per event.
+
 This is the jump-condition adjoint of Wunderlich & Pehle (2021) for any model that
 implements the neuron contract, written as reverse-mode differentiation of the event
 sequence rather than by hand. Memory grows with the number of events (one state per
@@ -42,7 +47,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from . import _first_spike_ode
+from . import _first_spike_ode, _superpose
 from ._custom_types import Array, Bool, Float
 from ._first_spike import parallel_first_spikes
 from ._layer import (
@@ -79,6 +84,25 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
         return parallel_first_spikes(neuron, weights, in_times, ctx, t_max=t_max,
                                      max_iters=segments.max_iters,
                                      max_inputs=max_events)
+    if (gradient == "eventprop" and isinstance(segments, ExactSegments)
+            and segments.parallel and _superpose.applies(neuron)):
+        # Many spikes: the forward event loop records where each spike fell, and the
+        # replay recomputes the times by superposition instead of event by event.
+        def run_origins(model, weights, in_times, current):
+            spikes, _, origins = run_layer(model, weights, in_times, current, segments,
+                                           origins=True, **options)
+            return spikes, (origins, spikes.times, spikes.counts)
+
+        def replay_superposed(model, weights, in_times, current, record):
+            ctx = segments.prepare(model, current, weights.shape[1], weights.dtype)
+            return _superpose.replay_spike_times(model, weights, in_times, ctx, *record,
+                                                 t_max=t_max)
+
+        def run_plain(model, weights, in_times, current):
+            return run_layer(model, weights, in_times, current, segments, **options)[0]
+
+        return with_replay_gradient(neuron, weights, in_times, current, run_plain,
+                                    run_origins, replay_superposed)
     if (gradient == "eventprop" and max_spikes == 1
             and isinstance(segments, DiffraxSegments) and segments.parallel
             and _first_spike_ode.applies(neuron, current, weights.dtype)):

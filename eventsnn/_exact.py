@@ -226,6 +226,20 @@ class AffineFlow(eqx.Module):
         phi = decay[:, None, None] * (eye + grow[:, None, None] * self.shifted)
         return phi, drive[:, None] * self.b + drive_s[:, None] * self.shifted_b
 
+    def matrix(self, tau: Float[Array, "*n"]) -> Float[Array, "n s s"]:
+        """The homogeneous flow as a matrix, ``Φ = exp(Aτ)``, one per neuron (a third
+        of the cost of [`eventsnn.AffineFlow.affine`][], which adds the drive).
+
+        **Arguments:** `tau` as for ``__call__``.
+
+        **Returns:** ``Float[Array, "n s s"]``.
+        """
+        decay, grow, _, _ = self._coefficients(tau, self.b.dtype, driven=False)
+        eye = jnp.eye(self.size, dtype=self.b.dtype)
+        if grow is None:
+            return decay[:, None, None] * eye
+        return decay[:, None, None] * (eye + grow[:, None, None] * self.shifted)
+
     def velocity(self, y: State) -> State:
         """The vector field.
 

@@ -118,7 +118,7 @@ def parallel_first_spikes(
         (y_starts, jnp.concatenate([before, y_end_last[None]]))
     )
     g_start, crosses, lo, hi = jax.vmap(
-        lambda y, y_end, length: _fires_in(*flow_c, y, y_end, length)
+        lambda y, y_end, length: fires_in(*flow_c, y, y_end, length)
     )(ys, y_ends, lengths)
     # An input at this very instant is still to come: no immediate spike before it.
     pending = jnp.concatenate([real[1:] & (times[1:] == times[:-1]),
@@ -189,7 +189,7 @@ def parallel_first_spikes(
     return LayerSpikes(t_spike[:, None], counts, num_events, result)
 
 
-def _fires_in(flow, c, g0, y, y_end, length):
+def fires_in(flow, c, g0, y, y_end, length):
     """Per neuron: the condition at the segment start (state ``y``), whether it
     crosses zero upwards within ``(0, length]``, and a bracket ``[lo, hi]`` of that
     crossing; ``y_end`` is the state at the segment's end (from the scan, so no flow

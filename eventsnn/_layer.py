@@ -72,6 +72,24 @@ class EventLog(eqx.Module):
     lead: Int[Array, " E"]
 
 
+class SpikeOrigins(eqx.Module):
+    """Where each recorded spike of an own-clock layer came from (for the
+    superposition replay in `_superpose.py`).
+
+    - `segment`: ``Int[Array, "n max_spikes"]``, the number of input spikes delivered
+      before it (the inter-input segment it fell in).
+    - `now`: ``Bool[Array, "n max_spikes"]``, whether the neuron fired at once (at or
+      above threshold as the segment began or right after a reset) rather than by a
+      threshold crossing.
+    - `order`: ``Int[Array, " M"]``, the order in which the input spikes were sorted
+      (the replay reuses it instead of sorting again).
+    """
+
+    segment: Int[Array, "n max_spikes"]
+    now: Bool[Array, "n max_spikes"]
+    order: Int[Array, " M"]
+
+
 class _Carry(eqx.Module):
     k: Array
     t: Array
@@ -84,6 +102,7 @@ class _Carry(eqx.Module):
     failed: Array
     traj: Optional[Array]
     log: Optional[EventLog]
+    origins: Optional[SpikeOrigins]
 
 
 class Inputs(NamedTuple):
@@ -93,11 +112,14 @@ class Inputs(NamedTuple):
     channels: Int[Array, " M"]
 
     @classmethod
-    def sort(cls, in_times: Float[Array, "n_in K"], t_max) -> "Inputs":
+    def sort(cls, in_times: Float[Array, "n_in K"], t_max, order=None) -> "Inputs":
+        """Sort the flattened ``in_times`` (``order``: a sorting permutation found
+        before, e.g. by the forward pass for its replay; sorting is costly)."""
         n_in, k_in = in_times.shape
         flat = in_times.reshape(-1)
         flat = jnp.where(flat < t_max, flat, jnp.inf)  # (NaN too)
-        order = _stable_order(flat)
+        if order is None:
+            order = sort_order(in_times, t_max)
         return cls(flat[order], jnp.repeat(jnp.arange(n_in), k_in)[order])
 
     def time(self, ptr):
@@ -109,16 +131,24 @@ class Inputs(NamedTuple):
         return self.channels[jnp.minimum(ptr, self.channels.shape[0] - 1)]
 
 
-def input_intervals(in_times: Float[Array, "n_in K"], t_max, dtype):
+def sort_order(in_times: Float[Array, "n_in K"], t_max) -> Int[Array, " M"]:
+    """The permutation that sorts the flattened input times by (time, channel),
+    inputs at or after ``t_max`` last."""
+    flat = in_times.reshape(-1)
+    return _stable_order(jax.lax.stop_gradient(jnp.where(flat < t_max, flat, jnp.inf)))
+
+
+def input_intervals(in_times: Float[Array, "n_in K"], t_max, dtype, order=None):
     """The sorted inputs and the intervals between them, for the first-spike paths.
 
     **Returns:** ``(inputs, real, times, starts)``: the sorted [`Inputs`][], which of
     them are real (not padding), their times with padding moved to ``t_max`` (so no
     ``+inf`` enters the arithmetic: padding becomes zero-length intervals at
     ``t_max``), and ``starts[k]`` (``k = 0 … M``), the start of the interval that
-    input ``k - 1`` opens (``0`` for ``k = 0``).
+    input ``k - 1`` opens (``0`` for ``k = 0``). ``order``: as for
+    [`Inputs.sort`][].
     """
-    inputs = Inputs.sort(in_times.astype(dtype), t_max)
+    inputs = Inputs.sort(in_times.astype(dtype), t_max, order)
     real = jnp.isfinite(inputs.times)
     times = jnp.where(real, inputs.times, t_max)
     starts = jnp.concatenate([jnp.zeros((1,), dtype), times])
@@ -168,29 +198,36 @@ def run_layer(
     max_events: int,
     ts: Optional[Float[Array, " T"]] = None,
     record: bool = False,
+    origins: bool = False,
     differentiable: bool = False,
-) -> tuple[LayerSpikes, Optional[Float[Array, "n T state"]], Optional[EventLog]]:
+) -> tuple[LayerSpikes, Optional[Float[Array, "n T state"]],
+           Optional[EventLog | SpikeOrigins]]:
     """Simulate one population driven by input spikes and an external current.
 
     Compiled once per model structure, shapes and static settings (``filter_jit``);
     new input times, weights or parameter values reuse the compiled loop.
 
-    **Arguments:** as named; ``record`` also returns the [`EventLog`][]; with
+    **Arguments:** as named; ``record`` also returns the [`EventLog`][], ``origins``
+    (own clock only) the [`SpikeOrigins`][] of the recorded spikes; with
     ``differentiable`` the loop is a ``lax.scan`` of exactly ``max_events`` iterations
     (reverse-mode differentiable, no early exit) instead of a ``while_loop``.
 
     **Returns:** the population's [`eventsnn.LayerSpikes`][]; if ``ts`` is given, the
     state at those times (``NaN`` only where the loop stopped early, which the result
-    then reports); and the event log if ``record``.
+    then reports); and the event log if ``record`` (else the spikes' origins if
+    ``origins``, else ``None``).
     """
     n = weights.shape[1]
     dtype = weights.dtype
-    inputs = Inputs.sort(in_times.astype(dtype), t_max)
+    order = sort_order(in_times.astype(dtype), t_max)
+    inputs = Inputs.sort(in_times.astype(dtype), t_max, order)
     t_max = jnp.asarray(t_max, dtype)
     ctx = segments.prepare(neuron, current, n, dtype)
     own_clock = segments.clock == "neuron"
     step = _own_clock_step if own_clock else _population_step
     early_stop = max_spikes == 1 and ts is None
+    if origins and not own_clock:
+        raise ValueError("Spike origins are recorded by own-clock layers only.")
 
     def body(c: _Carry) -> _Carry:
         new = step(c, neuron, weights, inputs, current, segments, ctx, t_max,
@@ -218,6 +255,10 @@ def run_layer(
             brk=jnp.zeros((max_events,), bool),
             lead=jnp.zeros((max_events,), jnp.int32),
         )
+    origins0 = None
+    if origins:
+        origins0 = SpikeOrigins(jnp.zeros((n, max_spikes), jnp.int32),
+                                jnp.zeros((n, max_spikes), bool), order)
     init = _Carry(
         k=jnp.zeros((), jnp.int32),
         t=jnp.zeros((n,) if own_clock else (), dtype),
@@ -232,6 +273,7 @@ def run_layer(
         failed=jnp.zeros((), bool),
         traj=traj0,
         log=log0,
+        origins=origins0,
     )
     if differentiable:
         def scan_body(c, _):
@@ -263,7 +305,7 @@ def run_layer(
     )
     spikes = LayerSpikes(final.times, final.counts, final.k, result)
     traj = None if final.traj is None else jnp.transpose(final.traj, (1, 0, 2))
-    return spikes, traj, final.log
+    return spikes, traj, final.log if record else final.origins
 
 
 def _write_log(log: EventLog, k, entry: EventLog) -> EventLog:
@@ -273,12 +315,17 @@ def _write_log(log: EventLog, k, entry: EventLog) -> EventLog:
 
 def _record(counts, times, spiked, t_spike, max_spikes):
     """Store the spike times of the neurons in ``spiked``; return (times, counts)."""
+    return _store(counts, times, spiked, t_spike, max_spikes), counts + spiked.astype(
+        counts.dtype)
+
+
+def _store(counts, table, spiked, value, max_spikes):
+    """``table`` (n, max_spikes) with ``value`` in the next free slot of each neuron in
+    ``spiked`` (``counts``: the slots used so far)."""
     rows = jnp.arange(counts.shape[0])
     slot = jnp.minimum(counts, max_spikes - 1)
     keep = spiked & (counts < max_spikes)
-    old = times[rows, slot]
-    times = times.at[rows, slot].set(jnp.where(keep, t_spike, old))
-    return times, counts + spiked.astype(counts.dtype)
+    return table.at[rows, slot].set(jnp.where(keep, value, table[rows, slot]))
 
 
 def _fill(traj, ts, values, t_from, t_to, closed):
@@ -348,7 +395,7 @@ def _population_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
             lead=jnp.where(is_break, jnp.argmin(kinks), jnp.argmax(e)).astype(jnp.int32),
         )
     return _Carry(c.k + 1, t_new, y_next, c.ptr + deliver, times, counts,
-                  c.waiting, done, c.failed | seg.failed, traj, log)
+                  c.waiting, done, c.failed | seg.failed, traj, log, c.origins)
 
 
 def _own_clock_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
@@ -401,4 +448,10 @@ def _own_clock_step(c, neuron, weights, inputs, current, segments, ctx, t_max,
         log = EventLog(deliver=deliver, ptr=c.ptr, end_ptr=ptr, kind=kind,
                        t_new=t_new, hit=jnp.any(hit), brk=jnp.zeros((), bool),
                        lead=jnp.zeros((), jnp.int32))
-    return _Carry(c.k + 1, t_new, y_next, ptr, times, counts, waiting, done, c.failed | seg.failed, traj, log)
+    origins = c.origins
+    if origins is not None:
+        origins = SpikeOrigins(
+            _store(c.counts, origins.segment, spiked, ptr, max_spikes),
+            _store(c.counts, origins.now, spiked, above, max_spikes), origins.order)
+    return _Carry(c.k + 1, t_new, y_next, ptr, times, counts, waiting, done,
+                  c.failed | seg.failed, traj, log, origins)

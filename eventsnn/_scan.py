@@ -87,7 +87,7 @@ def scan_prefix(step: Callable, consts, init, xs, length):
                 return _inexact(new), _inexact(y)
 
             _, vjp = jax.vjp(f, diff, carry_diff)
-            d_diff, d_carry = vjp((ct_carry, _inexact(row(ct_ys, k))))
+            d_diff, d_carry = vjp((ct_carry, row(_inexact(ct_ys), k)))
             return k, d_carry, jax.tree.map(jnp.add, ct_diff, d_diff)
 
         zeros = jax.tree.map(jnp.zeros_like, diff)

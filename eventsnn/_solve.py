@@ -134,8 +134,11 @@ class ExactSegments(AbstractSegmentSolver):
       converges in a handful).
     - `parallel`: in first-spike mode (``max_spikes=1``), compute a layer's first
       spikes without an event loop (`_first_spike.py`: one scan over the inputs, then
-      every segment tested at once); default ``True``. ``False`` runs the event loop,
-      which gives the same times and gradients, more slowly.
+      every segment tested at once); in multi-spike mode with EventProp, replay the
+      events by superposition (`_superpose.py`) instead of one by one, for models
+      with additive inputs and no kinks. Default ``True``. ``False`` runs the event
+      loop and its event-by-event replay, which give the same times and gradients,
+      more slowly.
     """
 
     max_iters: int = eqx.field(static=True, default=60)

@@ -65,7 +65,8 @@ def test_grad_step_benchmark_smoke(tmp_path):
     assert {r["engine"] for r in rows} == {
         "eventsnn eventprop first-spike", "eventsnn eventprop first-spike [event loop]",
         "eventsnn autodiff first-spike [event loop]",
-        "eventsnn eventprop multi-spike (16)"}
+        "eventsnn eventprop multi-spike (16)",
+        "eventsnn eventprop multi-spike (16) [event-by-event replay]"}
     for row in rows:
         _timed(row)
         assert row["library"] == "eventsnn" and math.isfinite(row["loss"])
@@ -76,6 +77,9 @@ def test_grad_step_benchmark_smoke(tmp_path):
                  "eventsnn autodiff first-spike [event loop]"):
         row = next(r for r in rows if r["engine"] == name)
         assert row["grad_rel_diff"] < 1e-4  # same gradient, other code path
+    # Both multi-spike replays run the same forward pass.
+    multi = [r["loss"] for r in rows if "multi-spike" in r["engine"]]
+    assert len(multi) == 2 and multi[0] == multi[1]
     check = result["cross_checks"][0]
     assert all(v == 0 for v in check["eventsnn_failures"].values())
     autodiff_check = check["versus"]["eventsnn autodiff first-spike [event loop]"]
