@@ -195,17 +195,19 @@ def _spike_times(neuron, flow, c, g0, y0, f_inputs, starts, origins, t_found,
                               (seg[1:] == seg[:-1]) & (t_found[1:] == t_found[:-1])])
     slots = dict(t=t_found, exists=exists, now=origins.now.T, repeat=repeat,
                  r=jnp.arange(max_spikes))
-    # Differentiable, once for all: F at each spike's segment start (from the input
-    # spikes, and from the initial state under the drive), and that start.
+    # F at every spike, outside the loop (it does not depend on the other spikes),
+    # differentiable: the inputs' part from its value at the segment's start, and
+    # the flow from the initial state under the drive.
     start_seg = starts[seg]
-    f_seg = f_inputs[seg, rows] + jax.vmap(lambda t: flow(t, y0))(start_seg)
-    consts = (neuron, flow, c, g0, f_seg, start_seg)
+    f_spike = (jax.vmap(flow.homogeneous)(t_found - start_seg, f_inputs[seg, rows])
+               + jax.vmap(lambda t: flow(t, y0))(t_found))
+    consts = (neuron, flow, c, g0, f_spike, start_seg)
 
     def step(consts, carry, slot):
-        neuron, flow, c, g0, f_seg, start_seg = consts
+        neuron, flow, c, g0, f_spike, start_seg = consts
         t_prev, d_prev = carry  # the previous spike's time and D just after it
         exists, t_f = slot["exists"], slot["t"]
-        f = flow(t_f - start_seg[slot["r"]], f_seg[slot["r"]])
+        f = f_spike[slot["r"]]
         # (no negative elapsed time where there is no spike: it could overflow)
         y = f + flow.homogeneous(jnp.where(exists, t_f - t_prev, 0.0), d_prev)
         residual = rowdot(c, y) + g0
