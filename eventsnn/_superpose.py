@@ -10,21 +10,24 @@ splits into two parts:
     y(t) = F(t) + D(t)
 
 - ``F``, the *free response*: the trajectory from the initial state with every input
-  spike and no reset. It does not depend on what the neuron does, so its value at
-  every input time comes from one ``lax.associative_scan`` over the sorted inputs (the
-  flow over each gap as an affine map; the maps compose associatively, and the scan's
-  transpose is again a parallel scan).
+  spike and no reset. It does not depend on what the neuron does. Its input-driven
+  part at every input time is one linear recurrence over the sorted inputs (the
+  homogeneous flow over each gap as a matrix), solved in about ``2 √M`` sequential
+  steps with a hand-written adjoint (`_linear_recurrence`); the part from the initial
+  state under the constant drive is the flow itself, evaluated at the spikes only.
 - ``D``, the *reset offset*: zero until the first spike; each spike adds the jump its
   reset makes, ``reset(y⁻) - y⁻``, and between spikes it follows the homogeneous flow,
   ``D(t) = exp(A(t - t_s)) D(t_s)``.
 
 Given where each spike fell (the [`eventsnn._layer.SpikeOrigins`][] that the forward
-event loop records) and its time, the times are recomputed one spike slot at a time,
-all neurons at once (``max_spikes`` small steps): ``F`` at the spike from the scanned
-state at its segment's start, ``D`` carried from the previous spike, and the implicit
-function theorem on the spike condition ([`eventsnn._solve.implicit_time`][]). The
-values equal the forward pass's; reverse mode through these steps and the scan gives
-the exact gradient with no per-event work. The general replay stays the reference
+event loop records) and its time, ``F`` is evaluated at every spike at once, and the
+times are recomputed one spike slot at a time, all neurons at once (as many steps as
+the busiest neuron has spikes, `_scan.scan_prefix`): ``D`` carried from the previous
+spike, and the implicit function theorem on the spike condition
+([`eventsnn._solve.implicit_time`][]). The values equal the forward pass's; reverse
+mode through these steps and the recurrence gives the exact gradient with no
+per-event work. The replay reuses the forward pass's sorting of the inputs (XLA's
+sort is slow on CPU). The general replay stays the reference
 (``ExactSegments(parallel=False)``), and the tests check that both agree.
 """
 
