@@ -73,13 +73,13 @@ def scan_prefix(step: Callable, consts, init, xs, length):
     def run_bwd(residuals, cotangents):
         arrays, xs, length, carries = residuals
         ct_final, ct_ys = cotangents
-        diff, fixed = eqx.partition(arrays, eqx.is_inexact_array)
+        diff, fixed = eqx.partition(arrays, _is_float)
 
         def pull(state):
             k, ct_carry, ct_diff = state
             k = k - 1
             carry = row(carries, k)
-            carry_diff, carry_fixed = eqx.partition(carry, eqx.is_inexact_array)
+            carry_diff, carry_fixed = eqx.partition(carry, _is_float)
 
             def f(diff, carry_diff):
                 consts = eqx.combine(diff, fixed, static)
@@ -103,17 +103,26 @@ def scan_prefix(step: Callable, consts, init, xs, length):
     return run(arrays, init, xs, jnp.asarray(length, jnp.int32))
 
 
+def _is_float(leaf) -> bool:
+    """Whether a leaf carries a cotangent: inexact arrays, and also floating-point
+    scalars that are not arrays (under ``jit``, a constant model parameter can reach
+    the steps as a typed Python float, and JAX still expects its cotangent)."""
+    if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
+        return bool(jnp.issubdtype(leaf.dtype, jnp.inexact))
+    return isinstance(leaf, (float, complex))
+
+
 def _inexact(tree):
-    """The inexact-array leaves of ``tree`` (``None`` elsewhere)."""
-    return eqx.filter(tree, eqx.is_inexact_array)
+    """The leaves of ``tree`` that carry cotangents (``None`` elsewhere)."""
+    return eqx.filter(tree, _is_float)
 
 
 def _not_inexact(leaf) -> bool:
-    return not eqx.is_inexact_array(leaf)
+    return not _is_float(leaf)
 
 
 def _zero_cotangent(a):
-    if eqx.is_inexact_array(a):
+    if _is_float(a):
         return jnp.zeros_like(a)
     return np.zeros(np.shape(a), jax.dtypes.float0)
 
@@ -121,5 +130,4 @@ def _zero_cotangent(a):
 def _with_float0(tree):
     """Cotangents for a tree whose non-inexact leaves carried none: ``float0`` zeros
     for integer and boolean arrays."""
-    return jax.tree.map(
-        lambda a: a if eqx.is_inexact_array(a) else _zero_cotangent(a), tree)
+    return jax.tree.map(lambda a: a if _is_float(a) else _zero_cotangent(a), tree)

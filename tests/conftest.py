@@ -68,7 +68,7 @@ def _fresh_caches_per_module():
 _SLOWEST_FIRST = (
     "test_first_spike_ode.py", "test_gradients_models_2.py", "test_gradients_models.py",
     "test_benchmarks.py", "test_train.py", "test_notebooks.py", "test_api.py",
-    "test_first_spike.py", "test_gradients.py", "test_reference.py",
+    "test_superpose.py", "test_first_spike.py", "test_gradients.py", "test_reference.py",
 )
 
 
