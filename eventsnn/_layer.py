@@ -135,7 +135,8 @@ def sort_order(in_times: Float[Array, "n_in K"], t_max) -> Int[Array, " M"]:
     """The permutation that sorts the flattened input times by (time, channel),
     inputs at or after ``t_max`` last."""
     flat = in_times.reshape(-1)
-    return _stable_order(jax.lax.stop_gradient(jnp.where(flat < t_max, flat, jnp.inf)))
+    flat = jax.lax.stop_gradient(jnp.where(flat < t_max, flat, jnp.inf))
+    return _stable_order(flat)
 
 
 def input_intervals(in_times: Float[Array, "n_in K"], t_max, dtype, order=None):
@@ -257,8 +258,9 @@ def run_layer(
         )
     origins0 = None
     if origins:
+        # (the sort order is attached after the loop: it does not change)
         origins0 = SpikeOrigins(jnp.zeros((n, max_spikes), jnp.int32),
-                                jnp.zeros((n, max_spikes), bool), order)
+                                jnp.zeros((n, max_spikes), bool), None)
     init = _Carry(
         k=jnp.zeros((), jnp.int32),
         t=jnp.zeros((n,) if own_clock else (), dtype),
@@ -305,7 +307,12 @@ def run_layer(
     )
     spikes = LayerSpikes(final.times, final.counts, final.k, result)
     traj = None if final.traj is None else jnp.transpose(final.traj, (1, 0, 2))
-    return spikes, traj, final.log if record else final.origins
+    if record:
+        return spikes, traj, final.log
+    if origins:
+        return spikes, traj, SpikeOrigins(final.origins.segment, final.origins.now,
+                                          order)
+    return spikes, traj, None
 
 
 def _write_log(log: EventLog, k, entry: EventLog) -> EventLog:
