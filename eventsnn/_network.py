@@ -16,7 +16,7 @@ from ._adjoint import layer_spikes
 from ._layer import default_max_events, run_layer
 from ._readout import max_membrane
 from ._neuron import AbstractNeuron
-from ._solve import AbstractSegmentSolver, segment_solver_for
+from ._solve import AbstractSegmentSolver, ExactSegments, segment_solver_for
 from ._spikes import RESULTS, Spikes, check
 
 GRADIENT_MODES = ("eventprop", "autodiff")
@@ -43,7 +43,8 @@ class FeedForward(eqx.Module):
       number of input spikes taken (the earliest), which skips the padding of a
       sparse code (MNIST-5k's 784 channels carry at most 287 spikes: ``[320, None]``
       made its 784-200-10 gradient step 2.4x faster, measured); a sample whose
-      dropped inputs could have changed a spike is reported as overflowing.
+      dropped inputs could have changed a spike is reported as overflowing
+      (`state_at_t`, which runs the event loop, adds the iterations it needs).
       ``None`` in the list: the default for that layer.
     - `max_spikes`: spike times kept per neuron. ``1`` (default) is first-spike mode:
       a neuron that has fired is done, which is what spike-time losses need and the
@@ -154,6 +155,15 @@ class FeedForward(eqx.Module):
         options = dict(t_max=self.t_max, max_spikes=self.max_spikes,
                        max_events=self._layer_max_events(index, in_times.size))
         if ts is not None:
+            # Trajectories always come from the event loop. Where `max_events` is a
+            # loop-free layer's input budget, the loop needs one iteration per
+            # input taken plus one per round of spikes.
+            segments = self.segments[index]
+            budget = self.max_events is not None and self.max_events[index] is not None
+            if (budget and self.max_spikes == 1 and isinstance(segments, ExactSegments)
+                    and segments.parallel):
+                options["max_events"] = default_max_events(
+                    options["max_events"], self.sizes[index], 1, segments.clock)
             spikes, traj, _ = run_layer(*args, ts=ts, **options)
             return spikes, traj
         return layer_spikes(*args, gradient=self.gradient, **options), None

@@ -154,5 +154,11 @@ def test_max_events_takes_the_earliest_inputs_and_flags_what_it_drops():
         out.layers[0].result == es.RESULTS.max_events_reached, [False, True])
     with pytest.raises(RuntimeError, match="max_events"):
         es.check(out)
+    # Trajectories come from the event loop, which needs an iteration per spike as
+    # well as per input: the input budget must not make it overflow (it did, and
+    # the CLI's membrane plot raised after a whole digits run).
+    ts = jnp.linspace(0.0, 30.0, 7)
+    np.testing.assert_array_equal(net(6).state_at_t(early, ts, layer=0),
+                                  net(None).state_at_t(early, ts, layer=0))
     # One value per layer, None for the default.
     assert net([None]).max_events == (None,)
