@@ -35,7 +35,11 @@ DEFAULTS = {
     # 93.7 % with 30 (measured 2026-11-23, README): the last epochs at a small rate
     # are where two of the three seeds caught up.
     "yin-yang": dict(_COMMON, hidden=120, epochs=60),
-    "digits": dict(_COMMON, hidden=100, image=(8, 8)),
+    # 200 hidden, 100 epochs at batch 32 with 0.3 ms jitter: 97.5 / 97.5 / 95.3 % test
+    # for seeds 0 / 1 / 2 (2026-11-30, README), against 93.3 % (seed 0) at batch 64
+    # without jitter; the 1,258 training images are otherwise fitted to ~100 %.
+    "digits": dict(_COMMON, hidden=200, epochs=100, batch_size=32, jitter=0.3,
+                   image=(8, 8)),
     "mnist5k": dict(_COMMON, hidden=200, image=(28, 28)),
 }
 
