@@ -77,6 +77,10 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
                  max_events, gradient) -> LayerSpikes:
     """Run one layer with the requested gradient mode (same forward values)."""
     options = dict(t_max=t_max, max_spikes=max_spikes, max_events=max_events)
+
+    def run(model, weights, in_times, current):  # the event loop, nothing recorded
+        return run_layer(model, weights, in_times, current, segments, **options)[0]
+
     if max_spikes == 1 and isinstance(segments, ExactSegments) and segments.parallel:
         # No event loop at all: both gradient modes differentiate this fixed array
         # computation by reverse mode (one state per input spike is kept, as here).
@@ -98,10 +102,7 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
             return _superpose.replay_spike_times(model, weights, in_times, ctx, *record,
                                                  t_max=t_max)
 
-        def run_plain(model, weights, in_times, current):
-            return run_layer(model, weights, in_times, current, segments, **options)[0]
-
-        return with_replay_gradient(neuron, weights, in_times, current, run_plain,
+        return with_replay_gradient(neuron, weights, in_times, current, run,
                                     run_origins, replay_superposed)
     if (gradient == "eventprop" and max_spikes == 1
             and isinstance(segments, DiffraxSegments) and segments.parallel
@@ -122,9 +123,6 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
         spikes, _, _ = run_layer(neuron, weights, in_times, current, segments,
                                  differentiable=True, **options)
         return spikes
-
-    def run(model, weights, in_times, current):
-        return run_layer(model, weights, in_times, current, segments, **options)[0]
 
     def run_recorded(model, weights, in_times, current):
         spikes, _, log = run_layer(model, weights, in_times, current, segments,
