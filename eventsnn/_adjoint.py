@@ -66,6 +66,7 @@ from ._solve import (
     condition_rate,
     event_function_and_rate,
     implicit_time,
+    is_loop_free,
     layer_dynamics,
     move_clock,
     moving_mask,
@@ -81,7 +82,7 @@ def layer_spikes(neuron, weights, in_times, current, segments, *, t_max, max_spi
     def run(model, weights, in_times, current):  # the event loop, nothing recorded
         return run_layer(model, weights, in_times, current, segments, **options)[0]
 
-    if max_spikes == 1 and isinstance(segments, ExactSegments) and segments.parallel:
+    if is_loop_free(segments, max_spikes):
         # No event loop at all: both gradient modes differentiate this fixed array
         # computation by reverse mode (one state per input spike is kept, as here).
         ctx = segments.prepare(neuron, current, weights.shape[1], weights.dtype)

@@ -282,13 +282,14 @@ class AffineFlow(eqx.Module):
 
 
 def matvec(M: Float[Array, "n s s"], y: State) -> State:
-    """Row-wise ``M @ y``, spelled out over the (few) state variables (see `rowdot`)."""
+    """Row-wise ``M @ y``, spelled out over the (few) state variables (see `rowdot`);
+    any leading axes."""
     s = y.shape[-1]
-    return jnp.stack([rowdot(M[:, i, :], y) for i in range(s)], axis=-1)
+    return jnp.stack([rowdot(M[..., i, :], y) for i in range(s)], axis=-1)
 
 
 def rowdot(c: Float[Array, "n s"], y: State) -> Float[Array, " n"]:
-    """Row-wise dot product ``sum(c * y, -1)``.
+    """Row-wise dot product ``sum(c * y, -1)`` (any leading axes).
 
     Spelled out column by column on purpose: on XLA:CPU (jax 0.10.2) the fused
     multiply-and-reduce ``jnp.sum(c * y, -1)`` over a short last axis returns values
@@ -298,7 +299,7 @@ def rowdot(c: Float[Array, "n s"], y: State) -> Float[Array, " n"]:
     the first.
     """
     return functools.reduce(
-        operator.add, [c[:, k] * y[:, k] for k in range(y.shape[-1])])
+        operator.add, [c[..., k] * y[..., k] for k in range(y.shape[-1])])
 
 
 # ------------------------------------------------------------- first crossing

@@ -16,7 +16,7 @@ from ._adjoint import layer_spikes
 from ._layer import default_max_events, run_layer
 from ._readout import max_membrane
 from ._neuron import AbstractNeuron
-from ._solve import AbstractSegmentSolver, ExactSegments, segment_solver_for
+from ._solve import AbstractSegmentSolver, is_loop_free, segment_solver_for
 from ._spikes import RESULTS, Spikes, check
 
 GRADIENT_MODES = ("eventprop", "autodiff")
@@ -160,8 +160,7 @@ class FeedForward(eqx.Module):
             # input taken plus one per round of spikes.
             segments = self.segments[index]
             budget = self.max_events is not None and self.max_events[index] is not None
-            if (budget and self.max_spikes == 1 and isinstance(segments, ExactSegments)
-                    and segments.parallel):
+            if budget and is_loop_free(segments, self.max_spikes):
                 options["max_events"] = default_max_events(
                     options["max_events"], self.sizes[index], 1, segments.clock)
             spikes, traj, _ = run_layer(*args, ts=ts, **options)

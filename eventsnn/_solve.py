@@ -419,6 +419,13 @@ def implicit_time(t_found, residual, rate):
     return jax.lax.stop_gradient(t_found) - (residual - jax.lax.stop_gradient(residual)) / safe
 
 
+def is_loop_free(segments: "AbstractSegmentSolver", max_spikes: int) -> bool:
+    """Whether a layer's spikes are computed without the event loop (first-spike mode
+    on the exact path, `_first_spike.py`); its ``max_events`` is then a budget of
+    input spikes, not of loop iterations."""
+    return max_spikes == 1 and isinstance(segments, ExactSegments) and segments.parallel
+
+
 def segment_solver_for(neuron: AbstractNeuron, solver, current_is_constant: bool):
     """Pick the segment strategy for a ``solver=`` argument.
 

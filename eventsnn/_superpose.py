@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 
 from ._custom_types import Array, Float
-from ._exact import rowdot
+from ._exact import matvec, rowdot
 from ._layer import SpikeOrigins, input_intervals
 from ._scan import scan_prefix
 from ._solve import implicit_time
@@ -131,7 +131,7 @@ def _solve(phi, q, x0):
 
     def compose(carry, row):  # the maps from a block's start through row i
         (big_p, big_q), (p, qk) = carry, row
-        carry = _matmul(p, big_p), _matvec(p, big_q) + qk
+        carry = _matmul(p, big_p), matvec(p, big_q) + qk
         return carry, carry
 
     start = (jnp.broadcast_to(eye, phi.shape[1:]), jnp.zeros_like(q[0]))
@@ -139,10 +139,10 @@ def _solve(phi, q, x0):
 
     def across(x, block):  # the state entering each block
         p_all, q_all = block
-        return _matvec(p_all, x) + q_all, x
+        return matvec(p_all, x) + q_all, x
 
     _, entering = jax.lax.scan(across, x0, (big_p[-1], big_q[-1]))
-    xs = _matvec(big_p, entering[None]) + big_q  # (r, blocks, n, s)
+    xs = matvec(big_p, entering[None]) + big_q  # (r, blocks, n, s)
     return jnp.swapaxes(xs, 0, 1).reshape(blocks * r, *xs.shape[2:])[:m]
 
 
@@ -159,7 +159,7 @@ def _recurrence_bwd(residuals, ct):
     lams = _solve(phi_t_next[::-1], ct[::-1], jnp.zeros_like(x0))[::-1]
     before = jnp.concatenate([x0[None], xs[:-1]])  # x[k-1]
     ct_phi = lams[..., :, None] * before[..., None, :]
-    ct_x0 = _matvec(jnp.swapaxes(phi[0], -1, -2), lams[0])
+    ct_x0 = matvec(jnp.swapaxes(phi[0], -1, -2), lams[0])
     return ct_phi, lams, ct_x0
 
 
@@ -171,12 +171,6 @@ def _matmul(a, b):
     s = a.shape[-1]
     return jnp.stack([jnp.stack([sum(a[..., i, k] * b[..., k, j] for k in range(s))
                                  for j in range(s)], -1) for i in range(s)], -2)
-
-
-def _matvec(a, y):
-    s = y.shape[-1]
-    return jnp.stack([sum(a[..., i, k] * y[..., k] for k in range(s))
-                      for i in range(s)], -1)
 
 
 # ------------------------------------------------------- differentiable times

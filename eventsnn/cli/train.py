@@ -16,7 +16,7 @@ from .. import augment as augmentations
 from .. import datasets, plot
 from .. import train as _train_lib
 from .._network import FeedForward
-from .._solve import ExactSegments, segment_solver_for
+from .._solve import is_loop_free, segment_solver_for
 from ._common import NEURONS, _positive, precision
 
 # Per-dataset defaults: network shape, schedule, loss. LAMB (Adam with a per-layer
@@ -88,9 +88,8 @@ def build_network(args, in_size, n_out, settings, max_inputs=None) -> FeedForwar
     hidden = NEURONS[args.neuron]()
     # The segment solver FeedForward picks for it (first-spike mode, the default).
     segments = segment_solver_for(hidden, None, True)
-    loop_free = isinstance(segments, ExactSegments) and segments.parallel
     budget = None
-    if loop_free and max_inputs is not None:
+    if is_loop_free(segments, 1) and max_inputs is not None:
         budget = [max(max_inputs, 1), None]
     return FeedForward(in_size, [settings["hidden"], n_out], [hidden, NEURONS["lif"]()],
                        jax.random.key(args.seed), t_max=settings["t_max"],
