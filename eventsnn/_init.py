@@ -35,9 +35,11 @@ def firing_weight(neuron: AbstractNeuron, t_max: float) -> float:
     Each probe weight is simulated as its own sample (``vmap``), so a probe whose
     solve fails (huge weights can make a stiff model fail) cannot spoil the others;
     failed probes count as unknown, not as silent. Warns and returns ``1.0`` if no
-    probe fires.
+    probe fires. A model with one value per neuron of a parameter is probed with
+    the mean of those values (a typical neuron of the population).
     """
     dtype = jnp.zeros(()).dtype
+    neuron = jax.tree.map(lambda a: jnp.mean(a) if jnp.ndim(a) else a, neuron)
     segments = segment_solver_for(neuron, None, True)
     current = as_current(None, 1, dtype)
 

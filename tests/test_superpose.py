@@ -145,20 +145,58 @@ def test_which_models_it_takes():
     assert not _superpose.applies(es.EIF())  # (not additive: not declared so)
 
 
-@pytest.mark.parametrize("m", [1, 2, 5, 17, 100])
-def test_linear_recurrence_equals_a_plain_loop(m):
+def test_per_neuron_parameters():
+    # One flow per neuron (no shared matrix): a hidden layer whose neurons each have
+    # their own time constants, against the event-by-event replay.
+    hidden = es.LIF(tau_mem=jnp.linspace(12.0, 28.0, 16),
+                    tau_syn=jnp.linspace(3.0, 7.0, 16))
+    assert not _superpose._shared_parameters(hidden)
+    assert _superpose._shared_parameters(es.LIF())
+    x = batch()
+    out, g_fast = spikes_and_grads(network([hidden, es.LIF()]), x)
+    assert np.mean(np.ravel(out.layers[0].counts) >= 2) > 0.1
+    out_ref, g_ref = spikes_and_grads(network([hidden, es.LIF()], parallel=False), x)
+    assert_same_spikes(out, out_ref, atol=1e-12)
+    assert_same_grads(g_fast, g_ref, rtol=1e-9, what="per-neuron taus")
+
+
+@pytest.mark.parametrize("model", [es.LIF(), es.LIF(tau_mem=5.0, tau_syn=5.0),
+                                   es.IAF(leak=0.1)], ids=["LIF", "LIF-equal-taus", "IAF"])
+def test_flow_matrix_is_the_matrix_exponential(model):
+    # AffineFlow.matrix (entry by entry) against expm(A tau), values and d/dtau.
+    y0 = model.init_state(2)
+    flow = es.AffineFlow.from_vector_field(
+        lambda y: model.dynamics(0.0, y, jnp.zeros(2)), y0.shape, y0.dtype)
+    taus = jnp.array([0.0, 0.7, 13.0])
+
+    def ours(tau):
+        return jax.vmap(lambda t: flow.matrix(jnp.broadcast_to(t, (2,))))(tau)
+
+    def expm(tau):
+        return jax.vmap(lambda t: jax.vmap(jax.scipy.linalg.expm)(flow.A * t))(tau)
+
+    np.testing.assert_allclose(ours(taus), expm(taus), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(jax.jacfwd(ours)(taus), jax.jacfwd(expm)(taus),
+                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(jax.jacrev(ours)(taus), jax.jacfwd(expm)(taus),
+                               rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("m,shared", [(1, False), (2, False), (5, False), (17, False),
+                                      (100, False), (17, True)])
+def test_linear_recurrence_equals_a_plain_loop(m, shared):
     # The blocked solve (about 2 sqrt(m) sequential steps, padding to whole blocks)
     # and its hand-written adjoint against the recurrence written as a lax.scan and
-    # differentiated by JAX.
+    # differentiated by JAX; `shared`: one matrix per row for all 3 neurons.
     rng = np.random.default_rng(m)
-    phi = jnp.asarray(rng.normal(size=(m, 3, 2, 2)) * 0.5)
+    phi = jnp.asarray(rng.normal(size=(m, 1 if shared else 3, 2, 2)) * 0.5)
     q = jnp.asarray(rng.normal(size=(m, 3, 2)))
     x0 = jnp.asarray(rng.normal(size=(3, 2)))
     weights = jnp.asarray(rng.normal(size=(m, 3, 2)))
 
     def plain(phi, q, x0):
         def step(x, row):
-            x = jnp.einsum("nij,nj->ni", row[0], x) + row[1]
+            x = (row[0] @ x[..., None])[..., 0] + row[1]
             return x, x
         return jax.lax.scan(step, x0, (phi, q))[1]
 
