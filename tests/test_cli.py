@@ -129,3 +129,28 @@ def test_train_network_takes_only_the_input_spikes_the_data_has():
                          None).max_events is None
     qif = build_network(Namespace(neuron="qif", seed=0), 784, 10, settings, 287)
     assert qif.max_events is None
+    # Several spikes per neuron: the hidden layer runs its event loop (default budget).
+    multi = build_network(Namespace(neuron="lif", seed=0), 784, 10,
+                          dict(settings, max_spikes=3), 287)
+    assert multi.max_spikes == 3 and multi.max_events is None
+
+
+def test_train_max_spikes_reaches_the_network(tmp_path, capsys, monkeypatch):
+    import eventsnn.cli.train as cli_train
+
+    nets = []
+
+    def fit(net, *args, **kwargs):  # stands in for training
+        nets.append(net)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_train._train_lib, "fit", fit)
+    base = ["train", "yin-yang", "--out", str(tmp_path), "--no-plots"]
+    with pytest.raises(KeyboardInterrupt):
+        main([*base, "--max-spikes", "4"])
+    assert nets[-1].max_spikes == 4
+    assert "up to 4 spikes per neuron" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run.json").read_text())["max_spikes"] == 4
+    with pytest.raises(SystemExit) as info:
+        main([*base, "--max-spikes", "0"])
+    assert info.value.code == 2

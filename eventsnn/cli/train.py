@@ -29,7 +29,7 @@ from ._common import NEURONS, _positive, precision
 # `jitter` (ms) and `shift` (pixels) are the training-time augmentation
 # (`eventsnn.augment`); `image` is the pixel grid that `shift` moves.
 _COMMON = dict(epochs=30, lr=5e-3, batch_size=64, t_max=30.0, tau=2.5, alpha=0.01,
-               penalty=5.0, jitter=0.0, shift=0)
+               penalty=5.0, jitter=0.0, shift=0, max_spikes=1)
 DEFAULTS = {
     # 60 epochs: 95.9 / 96.5 / 96.5 % test for seeds 0 / 1 / 2, against 95.6 / 93.8 /
     # 93.7 % with 30 (measured 2026-11-23, README): the last epochs at a small rate
@@ -61,6 +61,10 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--shift", type=int, default=None, metavar="PIXELS",
                         help="augmentation: random image shift of up to PIXELS (image "
                         "datasets)")
+    parser.add_argument("--max-spikes", type=_positive(int), default=None,
+                        metavar="K", help="spikes kept per neuron (1, the default: "
+                        "first-spike mode; more: every layer fires up to K times and "
+                        "the hidden layer passes them all on)")
     parser.add_argument("--train-size", type=_positive(int), default=None,
                         help="use only the first N training samples (quick runs)")
     parser.add_argument("--seed", type=int, default=0)
@@ -89,16 +93,18 @@ def build_network(args, in_size, n_out, settings, max_inputs=None) -> FeedForwar
     # The segment solver FeedForward picks for it (first-spike mode, the default).
     segments = segment_solver_for(hidden, None, True)
     budget = None
-    if is_loop_free(segments, 1) and max_inputs is not None:
+    max_spikes = settings.get("max_spikes", 1)
+    if is_loop_free(segments, max_spikes) and max_inputs is not None:
         budget = [max(max_inputs, 1), None]
     return FeedForward(in_size, [settings["hidden"], n_out], [hidden, NEURONS["lif"]()],
                        jax.random.key(args.seed), t_max=settings["t_max"],
-                       init_mean=2.0, init_std=0.5, max_events=budget)
+                       init_mean=2.0, init_std=0.5, max_events=budget,
+                       max_spikes=max_spikes)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     settings = dict(DEFAULTS[args.dataset])
-    for key in ("hidden", "epochs", "lr", "batch_size", "jitter", "shift"):
+    for key in ("hidden", "epochs", "lr", "batch_size", "jitter", "shift", "max_spikes"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if settings["shift"] and "image" not in settings:
@@ -138,8 +144,11 @@ def _run_train(args: argparse.Namespace) -> int:
                                        t_silent=settings["t_max"])
     print(f"{args.dataset}: {len(train)} train / {len(validation)} validation / "
           f"{len(test)} test samples, {train.in_size} inputs, {train.n_classes} classes")
+    spikes = ("first-spike mode" if settings["max_spikes"] == 1
+              else f"up to {settings['max_spikes']} spikes per neuron")
     print(f"network {train.in_size}-{settings['hidden']}-{train.n_classes}, hidden "
-          f"{type(net.neurons[0]).__name__}, output LIF, {args.dtype}, seed {args.seed}")
+          f"{type(net.neurons[0]).__name__}, output LIF, {spikes}, {args.dtype}, "
+          f"seed {args.seed}")
     print(f"{settings['epochs']} epochs, batch {settings['batch_size']}, LAMB lr "
           f"{settings['lr']:g} (cosine decay), first-spike cross-entropy (tau "
           f"{settings['tau']:g} ms, regulariser {settings['alpha']:g}), "
