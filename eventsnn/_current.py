@@ -3,7 +3,7 @@ function of time. The engine evaluates one at time ``t`` and passes it to the mo
 ``args``."""
 
 import abc
-from typing import Callable
+from collections.abc import Callable
 
 import equinox as eqx
 import jax.numpy as jnp

@@ -20,7 +20,8 @@ Newton iteration to machine precision. Nothing here is approximate.
 
 import functools
 import operator
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import diffrax
 import equinox as eqx
@@ -239,8 +240,8 @@ class AffineFlow(eqx.Module):
             return decay[:, None, None]
         # Entry by entry: the derivative of a broadcast product is a sum over the
         # (tiny) matrix axes, which XLA:CPU runs ~10x slower than these few adds.
-        s = self.size
-        return jnp.stack([jnp.stack([decay * (float(i == j) + grow * self.shifted[:, i, j])
+        s, shifted = self.size, self.shifted
+        return jnp.stack([jnp.stack([decay * (float(i == j) + grow * shifted[:, i, j])
                                      for j in range(s)], -1) for i in range(s)], -2)
 
     def velocity(self, y: State) -> State:

@@ -29,7 +29,7 @@ per event. The loop knows the neuron contract and the segment solver, nothing of
 or training.
 """
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import equinox as eqx
 import jax
@@ -100,9 +100,9 @@ class _Carry(eqx.Module):
     waiting: Array
     done: Array
     failed: Array
-    traj: Optional[Array]
-    log: Optional[EventLog]
-    origins: Optional[SpikeOrigins]
+    traj: Array | None
+    log: EventLog | None
+    origins: SpikeOrigins | None
 
 
 class Inputs(NamedTuple):
@@ -197,12 +197,12 @@ def run_layer(
     t_max: float,
     max_spikes: int,
     max_events: int,
-    ts: Optional[Float[Array, " T"]] = None,
+    ts: Float[Array, " T"] | None = None,
     record: bool = False,
     origins: bool = False,
     differentiable: bool = False,
-) -> tuple[LayerSpikes, Optional[Float[Array, "n T state"]],
-           Optional[EventLog | SpikeOrigins]]:
+) -> tuple[LayerSpikes, Float[Array, "n T state"] | None,
+           EventLog | SpikeOrigins | None]:
     """Simulate one population driven by input spikes and an external current.
 
     Compiled once per model structure, shapes and static settings (``filter_jit``);

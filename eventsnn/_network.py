@@ -6,7 +6,6 @@ from typing import Literal
 import diffrax
 import equinox as eqx
 import jax
-import jax.numpy as jnp
 
 from . import _validate
 from ._current import as_current

@@ -160,8 +160,9 @@ def test_per_neuron_parameters():
     assert_same_grads(g_fast, g_ref, rtol=1e-9, what="per-neuron taus")
 
 
-@pytest.mark.parametrize("model", [es.LIF(), es.LIF(tau_mem=5.0, tau_syn=5.0),
-                                   es.IAF(leak=0.1)], ids=["LIF", "LIF-equal-taus", "IAF"])
+@pytest.mark.parametrize(
+    "model", [es.LIF(), es.LIF(tau_mem=5.0, tau_syn=5.0), es.IAF(leak=0.1)],
+    ids=["LIF", "LIF-equal-taus", "IAF"])
 def test_flow_matrix_is_the_matrix_exponential(model):
     # AffineFlow.matrix (entry by entry) against expm(A tau), values and d/dtau.
     y0 = model.init_state(2)

@@ -104,7 +104,8 @@ def build_network(args, in_size, n_out, settings, max_inputs=None) -> FeedForwar
 
 def _run_train(args: argparse.Namespace) -> int:
     settings = dict(DEFAULTS[args.dataset])
-    for key in ("hidden", "epochs", "lr", "batch_size", "jitter", "shift", "max_spikes"):
+    for key in ("hidden", "epochs", "lr", "batch_size", "jitter", "shift",
+                "max_spikes"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if settings["shift"] and "image" not in settings:
