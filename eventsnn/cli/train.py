@@ -93,7 +93,7 @@ def build_network(args, in_size, n_out, settings, max_inputs=None) -> FeedForwar
     # The segment solver FeedForward picks for it (first-spike mode, the default).
     segments = segment_solver_for(hidden, None, True)
     budget = None
-    max_spikes = settings.get("max_spikes", 1)
+    max_spikes = settings["max_spikes"]
     if is_loop_free(segments, max_spikes) and max_inputs is not None:
         budget = [max(max_inputs, 1), None]
     return FeedForward(in_size, [settings["hidden"], n_out], [hidden, NEURONS["lif"]()],
