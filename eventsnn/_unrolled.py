@@ -1,0 +1,105 @@
+"""An explicit Runge–Kutta solver with its stages written out at trace time.
+
+diffrax runs the stages of a Runge–Kutta step in a loop (`eqxi.while_loop`) over a
+buffer of stage derivatives, which keeps programs small and lets it handle every kind
+of tableau. For the tiny states of a layer of neurons on a CPU that loop is where the
+time goes: each stage copies the whole buffer and runs a dozen small kernels, and the
+cost per kernel, not the arithmetic, sets the pace. [`Unrolled`][] takes the tableau of
+any diffrax explicit RK method whose dense output is built from the stage derivatives
+(Tsit5, Dopri5, Dopri8, Bosh3, ...) and writes each stage as plain array expressions
+that XLA fuses: the same numbers, measured faster (see `DiffraxSegments`).
+"""
+
+from typing import ClassVar
+
+import diffrax
+import jax
+import jax.numpy as jnp
+
+
+def _combine(coefficients, ks, base=None):
+    """``base + sum_j coefficients[j] * ks[j]`` over pytrees, skipping zero
+    coefficients (known at trace time)."""
+    terms = [(float(c), k) for c, k in zip(coefficients, ks) if float(c) != 0.0]
+
+    def leaf(*leaves):
+        start = 0 if base is None else 1
+        total = leaves[0] if base is not None else None
+        for (c, _), x in zip(terms, leaves[start:]):
+            total = c * x if total is None else total + c * x
+        if total is None:
+            return jnp.zeros_like(leaves[0])
+        return total
+
+    if base is None:
+        if not terms:
+            return jax.tree.map(jnp.zeros_like, ks[0])
+        return jax.tree.map(leaf, *(k for _, k in terms))
+    return jax.tree.map(leaf, base, *(k for _, k in terms))
+
+
+def unrolled(solver):
+    """``Unrolled(solver)`` where it applies (see `unrollable`), else ``solver``."""
+    return Unrolled(solver) if unrollable(solver) else solver
+
+
+def unrollable(solver) -> bool:
+    """Whether [`Unrolled`][] can run ``solver``: a diffrax explicit Runge–Kutta
+    method with a single Butcher tableau, an error estimate and ``k``-based dense
+    output (not ``Euler``-like methods without an embedded error estimate)."""
+    if not isinstance(solver, diffrax.AbstractERK):
+        return False
+    tableau = getattr(solver, "tableau", None)
+    return (isinstance(tableau, diffrax.ButcherTableau)
+            and tableau.b_error is not None and not tableau.implicit
+            and getattr(tableau, "a_diagonal", None) is None)
+
+
+class Unrolled(diffrax.AbstractAdaptiveSolver):
+    """The explicit RK method `solver` (its tableau, order and dense output), with the
+    stages of each step unrolled. Stateless: no first-same-as-last reuse, so a step
+    costs one more evaluation of the vector field than diffrax's, and pays for it
+    many times over on small states (the loop it removes costs more)."""
+
+    solver: diffrax.AbstractERK
+    term_structure: ClassVar = diffrax.AbstractTerm
+
+    def __check_init__(self):
+        if not unrollable(self.solver):
+            raise ValueError(f"Unrolled needs an explicit Runge-Kutta solver with an "
+                             f"error estimate; got {self.solver!r}.")
+
+    @property
+    def interpolation_cls(self):
+        return self.solver.interpolation_cls
+
+    def order(self, terms):
+        return self.solver.order(terms)
+
+    def error_order(self, terms):
+        return self.solver.error_order(terms)
+
+    def init(self, terms, t0, t1, y0, args):
+        return None
+
+    def step(self, terms, t0, t1, y0, args, solver_state, made_jump):
+        del solver_state, made_jump
+        tableau = self.solver.tableau
+        control = terms.contr(t0, t1)
+        dt = t1 - t0
+
+        def stage(t, y):
+            return terms.vf_prod(t, y, args, control)
+
+        ks = [stage(t0, y0)]
+        for c, a_row in zip(tableau.c, tableau.a_lower):
+            ks.append(stage(t0 + float(c) * dt, _combine(a_row, ks, base=y0)))
+        y1 = _combine(tableau.b_sol, ks, base=y0)
+        y_error = _combine(tableau.b_error, ks)
+        k = jax.tree.map(lambda *leaves: jnp.stack(leaves), *ks)
+        dense_info = dict(y0=y0, y1=y1, k=k)
+        return y1, y_error, dense_info, None, diffrax.RESULTS.successful
+
+    def func(self, terms, t0, y0, args):
+        return terms.vf(t0, y0, args)
+
