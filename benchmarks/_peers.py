@@ -66,7 +66,7 @@ def eventax_engine(
 ) -> Engine:
     import optimistix as optx
     from eventax.evnn import FFEvNN
-    from eventax.neuron_models import EIF, LIF
+    from eventax.neuron_models import EIF, LIF, QIF, Izhikevich
 
     dtype = jnp.dtype(w.dtype)
     h, n_out, n_in = w.hidden, w.n_out, w.in_size
@@ -94,6 +94,22 @@ def eventax_engine(
                 spike_time_tol=None,
                 vreset=reset,
             ),
+        )
+    elif w.neuron == "qif":
+        # eventsnn's QIF with bias -1/4 (see `_common._es_neuron`); eventax fixes the
+        # reset at phase 0 (V = -inf), from where a neuron needs > 20 ms (tau_mem
+        # ln 3) to come back near rest: the cross-check counts any second spike that
+        # changes a first spike downstream.
+        model, kwargs = QIF, dict(tsyn=w.tau_syn, tmem=w.tau_mem)
+    elif w.neuron == "izhikevich":
+        # eventax starts a neuron at (c, b c): c = -70 mV is the rest point of
+        # eventsnn's regular-spiking default, where eventsnn starts. One spike per
+        # neuron: a jump of u by d = 1000 after a spike holds v far below threshold
+        # for the rest of the window (u decays at a = 0.02 per ms).
+        model, kwargs = (
+            Izhikevich,
+            dict(a=0.02, b=0.2, c=-70.0, d=1000.0 if one_spike else 8.0,
+                 v_thresh=30.0, tau_syn=w.tau_syn),
         )
     else:
         raise ValueError(w.neuron)

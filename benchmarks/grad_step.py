@@ -18,17 +18,19 @@ Rows (per batch size):
   replay it replaced (``es.ExactSegments(parallel=False)``);
 - jaxsnn (EventProp; its Newton spike-time solver, see ``_peers.py``);
 - eventax (its defaults: Euler dt = 0.01 ms, reverse mode through diffrax);
-- a non-linear model on the general (diffrax) path: every layer EIF, eventsnn
-  (Tsit5, EventProp; first-spike path ``_first_spike_ode.py``, and the event loop
-  ``es.DiffraxSegments(parallel=False)`` it replaced) vs eventax (Euler). Ratio
-  against the eventsnn EIF first-spike row.
+- non-linear models on the general (diffrax) path, every layer the same model: EIF,
+  QIF (theta form) and Izhikevich (``--neurons eif,qif,izhikevich``): eventsnn
+  (Tsit5, EventProp, first-spike path ``_first_spike_ode.py``; for EIF also the
+  event loop ``es.DiffraxSegments(parallel=False)`` it replaced) vs eventax (Euler)
+  on the same model (parameters matched in ``_common._es_neuron`` and
+  ``_peers.eventax_engine``). Ratio against the eventsnn first-spike row.
 
 Equal work is checked in the same run: every library's loss and gradient on the timed
 batch are compared with the reference row (``loss_abs_diff``, ``grad_rel_diff``), and
 the hidden and output first-spike times on the first 32 samples (``cross_check``).
 
 Usage: ``python benchmarks/grad_step.py [--smoke] [--device cpu|gpu] [--no-peers]
-[--neurons lif,eif]``
+[--neurons lif,eif,qif,izhikevich] [--batches 32,256]``
 """
 
 from __future__ import annotations
@@ -64,8 +66,11 @@ def engines_for(w: C.Workload, weights, args, smoke: bool):
         x, _ = C.make_data(w)
         if C.batch_ok(engine, x[: min(len(x), 8)]):
             engine = C.eventsnn_engine(w, weights, batching="map")
-        # The event loop that the first-spike path replaced, timed in the same run.
-        engines = [engine, C.eventsnn_engine(w, weights, loop=True)]
+        # The event loop that the first-spike path replaced, timed in the same run
+        # (EIF only: the other models' rows are there to compare with eventax).
+        engines = [engine]
+        if w.neuron == "eif":
+            engines.append(C.eventsnn_engine(w, weights, loop=True))
     peers, skipped = P.peer_engines(w, weights, args.peers)
     return engines + peers, engines[0].name, skipped
 
@@ -111,16 +116,19 @@ def run(w: C.Workload, args, smoke: bool, dev) -> tuple[list[dict], dict, dict]:
 def main(argv=None) -> dict:
     p = C.parser(__doc__.splitlines()[0])
     p.add_argument("--neurons", default="lif,eif",
-                   help="comma-separated workloads to run (default: lif,eif)")
+                   help="comma-separated workloads to run (default: lif,eif; "
+                   "also qif, izhikevich)")
+    p.add_argument("--batches", default="32,256",
+                   help="comma-separated batch sizes (default: 32,256)")
     args = p.parse_args(argv)
     dev = C.device(args.device)
     if args.smoke:
         configs = [C.Workload(hidden=8, batch=2)]
     else:
         configs = [
-            C.Workload(hidden=120, batch=b, neuron=n)
+            C.Workload(hidden=120, batch=int(b), neuron=n)
             for n in args.neurons.split(",")
-            for b in (32, 256)
+            for b in args.batches.split(",")
         ]
     start = time.perf_counter()
     result = {

@@ -123,3 +123,25 @@ def test_crosscheck_benchmark_smoke(tmp_path):
     assert versus["hidden"]["fire_mismatch"] == versus["output"]["fire_mismatch"] == 0
     assert versus["hidden"]["max_abs_diff_ms"] < 1e-9
     assert first["gradients"][loop]["grad_rel_diff"] < 1e-9
+
+
+def test_benchmark_models_start_where_eventax_starts():
+    """`_common._es_neuron` matches eventax's models (`_peers.eventax_engine`) by a
+    change of variables; both must start at rest, where eventax starts. eventax's QIF
+    (phase form, bias 0) starts at V = 0, i.e. v = V - 1/2 = -1/2 in eventsnn's
+    variable v = tan(theta / 2); its Izhikevich starts at (c, b c) = (-70, -14)."""
+    import sys
+
+    import jax.numpy as jnp
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    common = load("_common")
+    qif = common._es_neuron(common.Workload(neuron="qif"))
+    theta0 = float(qif.init_state(1)[0, 0])
+    np.testing.assert_allclose(np.tan(theta0 / 2), -0.5, rtol=1e-6)
+    rest = qif.dynamics(0.0, qif.init_state(1), jnp.zeros(1))
+    np.testing.assert_allclose(rest, 0.0, atol=1e-7)
+    izh = common._es_neuron(common.Workload(neuron="izhikevich"))
+    np.testing.assert_allclose(izh.init_state(1)[0, :2], [-70.0, -14.0], rtol=1e-6)
+    assert common.OUT_INIT_MEAN.keys() >= {"lif", "eif", "qif", "izhikevich"}
