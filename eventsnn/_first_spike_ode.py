@@ -124,7 +124,8 @@ def _term():
         lambda s, y, args: _scale_rows(args[0].dynamics(s, y, args[1]), args[2]))
 
 
-def _scale_rows(f: Float[Array, "n s"], length: Float[Array, " n"]) -> Float[Array, "n s"]:
+def _scale_rows(f: Float[Array, "n s"], length: Float[Array, " n"]
+                ) -> Float[Array, "n s"]:
     """``f * length[:, None]``, one state column at a time. The same values; what
     differs is the transpose: that of a broadcast over the short state axis is a
     reduction over it, which XLA:CPU runs slowly (the replay's adjoint solve of an

@@ -18,24 +18,21 @@ import jax.numpy as jnp
 
 
 def _combine(coefficients, ks, base=None):
-    """``base + sum_j coefficients[j] * ks[j]`` over pytrees, skipping zero
-    coefficients (known at trace time)."""
-    terms = [(float(c), k) for c, k in zip(coefficients, ks) if float(c) != 0.0]
+    """``base + sum_j coefficients[j] * ks[j]`` over pytrees (``base`` may be
+    ``None``: the sum alone), skipping the zero coefficients (known at trace time)."""
+    pairs = [(float(c), k) for c, k in zip(coefficients, ks) if float(c) != 0.0]
+    if not pairs and base is None:
+        return jax.tree.map(jnp.zeros_like, ks[0])
 
     def leaf(*leaves):
-        start = 0 if base is None else 1
-        total = leaves[0] if base is not None else None
-        for (c, _), x in zip(terms, leaves[start:]):
+        rest = iter(leaves)
+        total = next(rest) if base is not None else None
+        for (c, _), x in zip(pairs, rest):
             total = c * x if total is None else total + c * x
-        if total is None:
-            return jnp.zeros_like(leaves[0])
         return total
 
-    if base is None:
-        if not terms:
-            return jax.tree.map(jnp.zeros_like, ks[0])
-        return jax.tree.map(leaf, *(k for _, k in terms))
-    return jax.tree.map(leaf, base, *(k for _, k in terms))
+    trees = ([] if base is None else [base]) + [k for _, k in pairs]
+    return jax.tree.map(leaf, *trees)
 
 
 def unrolled(solver):
