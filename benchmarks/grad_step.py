@@ -115,9 +115,8 @@ def run(w: C.Workload, args, smoke: bool, dev) -> tuple[list[dict], dict, dict]:
 
 def main(argv=None) -> dict:
     p = C.parser(__doc__.splitlines()[0])
-    p.add_argument("--neurons", default="lif,eif",
-                   help="comma-separated workloads to run (default: lif,eif; "
-                   "also qif, izhikevich)")
+    p.add_argument("--neurons", default="lif,eif,qif,izhikevich",
+                   help="comma-separated workloads to run (default: all four)")
     p.add_argument("--batches", default="32,256",
                    help="comma-separated batch sizes (default: 32,256)")
     args = p.parse_args(argv)
