@@ -125,18 +125,17 @@ def test_crosscheck_benchmark_smoke(tmp_path):
     assert first["gradients"][loop]["grad_rel_diff"] < 1e-9
 
 
-def test_benchmark_models_start_where_eventax_starts():
+def test_benchmark_models_start_where_eventax_starts(monkeypatch):
     """`_common._es_neuron` matches eventax's models (`_peers.eventax_engine`) by a
     change of variables; both must start at rest, where eventax starts. eventax's QIF
     (phase form, bias 0) starts at V = 0, i.e. v = V - 1/2 = -1/2 in eventsnn's
     variable v = tan(theta / 2); its Izhikevich starts at (c, b c) = (-70, -14)."""
     import importlib
-    import sys
 
     import jax.numpy as jnp
     import numpy as np
 
-    sys.path.insert(0, str(ROOT / "benchmarks"))  # as the scripts import it
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as the scripts import it
     common = importlib.import_module("_common")
     qif = common._es_neuron(common.Workload(neuron="qif"))
     theta0 = float(qif.init_state(1)[0, 0])
