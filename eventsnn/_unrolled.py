@@ -44,12 +44,9 @@ def unrollable(solver) -> bool:
     """Whether [`Unrolled`][] can run ``solver``: a diffrax explicit Runge–Kutta
     method with a single Butcher tableau, an error estimate and ``k``-based dense
     output (not ``Euler``-like methods without an embedded error estimate)."""
-    if not isinstance(solver, diffrax.AbstractERK):
-        return False
-    tableau = getattr(solver, "tableau", None)
-    return (isinstance(tableau, diffrax.ButcherTableau)
-            and tableau.b_error is not None and not tableau.implicit
-            and getattr(tableau, "a_diagonal", None) is None)
+    return (isinstance(solver, diffrax.AbstractERK)
+            and isinstance(solver.tableau, diffrax.ButcherTableau)
+            and solver.tableau.b_error is not None)
 
 
 class Unrolled(diffrax.AbstractAdaptiveSolver):
@@ -99,4 +96,3 @@ class Unrolled(diffrax.AbstractAdaptiveSolver):
 
     def func(self, terms, t0, y0, args):
         return terms.vf(t0, y0, args)
-
