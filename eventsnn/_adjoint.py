@@ -8,9 +8,11 @@ log has ``max_events`` rows, a sample uses ``num_events``), and pulls the cotang
 back through it:
 
 - between events, through the segment map ``y(t1) = Φ(t1 - t0) y(t0)``: the exact
-  flow map's vector–Jacobian product for linear models, or diffrax's
-  ``BacksolveAdjoint`` (the continuous adjoint ODE dλ/dt = -(∂f/∂y)ᵀλ integrated
-  backwards) for the general solver path;
+  flow map's vector–Jacobian product for linear models, or, on the general solver
+  path, reverse mode through a re-solve whose steps are chosen to resolve the
+  linearised flow as well as the state (`_watched.py`: diffrax's
+  ``BacksolveAdjoint`` re-integrates the state backwards, which is unstable for a
+  model with a stable resting state);
 - at a spike, through the implicit function theorem on g(t*, y(t*)) = 0:
   dt* = -(∂g/∂y dy + ∂g/∂θ dθ) / (dg/dt), via [`eventsnn._solve.implicit_time`][];
 - at resets and input spikes, through ``jax.vjp`` of the model's own ``reset`` and
@@ -42,7 +44,6 @@ event times): an independent code path that the tests compare against.
     ```
 """
 
-import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -202,7 +203,6 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
     t_max = jnp.asarray(t_max, dtype)
     ctx = segments.prepare(neuron, current, n, dtype)
     own_clock = segments.clock == "neuron"
-    adjoint = diffrax.BacksolveAdjoint()
     # What the steps read and what is differentiated (`scan_prefix` takes it apart).
     consts = (neuron, weights, inputs, finite, current, ctx, t_max)
 
@@ -247,7 +247,7 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         kind = rec.kind
         moves = (kind == SPIKE_CROSSING) | (kind == TO_END)
         t_rec = jax.lax.stop_gradient(jnp.where(moves, rec.t_new, t))
-        y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, adjoint, active)
+        y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, moving=active)
         g = neuron.spike_condition(t_rec, y_at, current(t_rec))
         crossing = implicit_time(t_rec, g, condition_rate(neuron, current, t_rec, y_at))
         t_end = jnp.minimum(time_of(inputs, finite, t_max, rec.end_ptr), t_max)
@@ -270,7 +270,7 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         moves = ~now
         t_rec = jax.lax.stop_gradient(jnp.where(moves, rec.t_new[0], t))
         active = _active(counts, max_spikes)
-        y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, adjoint, active)
+        y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, moving=active)
         # A segment ends at a spike crossing (implicit function theorem on the lead
         # neuron's condition), an input time, a kink of the dynamics, or t_max.
         e, rate = event_function_and_rate(neuron, current, t_rec, y_at, active)

@@ -22,15 +22,12 @@ sample). Here the population is integrated once from input spike to input spike:
    `_adjoint.with_replay_gradient`, shared with the event loop): the backward pass
    replays the layer differentiably, one solve of the rescaled population per input
    interval, each neuron integrated to the interval's end, to its own spike, or not
-   at all (done). Those solves are differentiated by diffrax's ``BacksolveAdjoint``
-   (the continuous adjoint ODE, error-controlled, memory per input interval, not
-   per step), and each spike time carries the implicit-function-theorem derivative
+   at all (done). Those solves are differentiated in reverse mode, with steps that
+   resolve a tangent of the solution as well as the solution (`_watched.py`, which
+   says why neither diffrax's ``BacksolveAdjoint`` nor plain reverse mode will do),
+   and each spike time carries the implicit-function-theorem derivative
    ([`eventsnn._solve.implicit_time`][]). ``gradient="autodiff"`` keeps the event
-   loop, as the independent reference: reverse mode through a solver's steps is
-   only as accurate as those steps happen to be for the sensitivities, which no
-   controller checks (a neuron at rest lets the solver take one long step, exact
-   for the state and 6e-4 off, relative, for the derivative with respect to a
-   bias, measured on an Izhikevich layer).
+   loop, as the independent reference.
 
 Both passes run an explicit Runge–Kutta solver (Tsit5 by default) with its stages
 written out (`_unrolled.Unrolled`: the same numbers; on a CPU the stage loop of
@@ -63,6 +60,7 @@ from ._neuron import AbstractNeuron
 from ._solve import condition_rate, default_tolerance, implicit_time
 from ._spikes import RESULTS, LayerSpikes
 from ._unrolled import unrolled
+from ._watched import watched_solve
 
 
 def applies(neuron, current, dtype) -> bool:
@@ -117,11 +115,14 @@ class _Carry(eqx.Module):
     failed: Array
 
 
-def _term():
+def _field(s, y, args):
     # args = (model, external current value, length per neuron): the rescaled field
     # dy/ds = L f(y); L = 1 is the plain field, L = 0 holds a neuron still.
-    return diffrax.ODETerm(
-        lambda s, y, args: _scale_rows(args[0].dynamics(s, y, args[1]), args[2]))
+    return _scale_rows(args[0].dynamics(s, y, args[1]), args[2])
+
+
+def _term():
+    return diffrax.ODETerm(_field)
 
 
 def _scale_rows(f: Float[Array, "n s"], length: Float[Array, " n"]
@@ -388,12 +389,8 @@ def replay(neuron, weights, in_times, record: _Record, current, segments, *,
         going = fired & (segment > k)  # silent neurons need no replay: held
         length = jnp.where(firing, t_safe - starts[k],
                            jnp.where(going, ends[k] - starts[k], 0.0))
-        sol = diffrax.diffeqsolve(
-            _term(), solver, zero, one, one / 10, y, (model, drive, length),
-            stepsize_controller=controller, max_steps=segments.max_steps,
-            adjoint=diffrax.BacksolveAdjoint(), throw=False,
-        )
-        y_end = sol.ys[-1]
+        y_end, _ = watched_solve(_field, solver, controller, zero, one, one / 10, y,
+                                 (model, drive, length), max_steps=segments.max_steps)
         return layer.arrive(jnp.where(going[:, None], y_end, y), k), y_end
 
     y0 = model.init_state(n).astype(dtype)

@@ -22,6 +22,7 @@ from ._exact import AffineFlow, first_crossing, rowdot
 from ._neuron import AbstractNeuron
 from ._root import SignChangeBisection
 from ._unrolled import unrolled
+from ._watched import watched_solve
 
 
 class Segment(NamedTuple):
@@ -99,8 +100,9 @@ class AbstractSegmentSolver(eqx.Module):
         - `neuron`, `current`, `ctx`: as in `advance`.
         - `t0`, `t1`: start and end time.
         - `y0`: state at ``t0``.
-        - `adjoint`: how diffrax differentiates its solve (default
-          ``RecursiveCheckpointAdjoint``); ignored by exact flows.
+        - `adjoint`: a diffrax adjoint for the solve; default: reverse mode with
+          steps that also resolve the linearised flow (`eventsnn._watched`).
+          Ignored by exact flows.
         - `moving`: one bool per neuron (default: all), the neurons that evolve; the
           others keep their state. In first-spike mode a neuron that has fired is
           switched off this way, so that a model whose membrane runs away without a
@@ -268,13 +270,15 @@ class DiffraxSegments(AbstractSegmentSolver):
         return None
 
     @staticmethod
-    def _term():
+    def _field(t, y, args):
         # The model and current travel as diffrax `args` (not closed over), so that
-        # BacksolveAdjoint can differentiate with respect to their parameters; the
-        # third entry is the 0/1 `moving` mask, one per neuron.
-        return diffrax.ODETerm(
-            lambda t, y, args: layer_dynamics(args[0], args[1], t, y, args[2])
-        )
+        # an adjoint can differentiate with respect to their parameters; the third
+        # entry is the 0/1 `moving` mask, one per neuron.
+        return layer_dynamics(args[0], args[1], t, y, args[2])
+
+    @classmethod
+    def _term(cls):
+        return diffrax.ODETerm(cls._field)
 
     def advance(self, neuron, current, ctx, t0, t1, y0, active):
         dtype = y0.dtype
@@ -321,18 +325,22 @@ class DiffraxSegments(AbstractSegmentSolver):
     def state_at(self, neuron, current, ctx, t0, t1, y0, adjoint=None, moving=None):
         # Differentiate with respect to t0 and t1 by the exact first-order identities
         # ∂y(t1)/∂t0 = -(∂y(t1)/∂y0) f(t0, y0) and ∂y(t1)/∂t1 = f(t1, y(t1)), so the
-        # solve itself only sees constant times (BacksolveAdjoint requires that).
+        # solve itself only sees constant times (`watched_solve` expects that).
         s0, s1 = jax.lax.stop_gradient((t0, t1))
         mask = moving_mask(moving, y0)
         y0 = y0 - layer_dynamics(neuron, current, s0, y0, mask) * (t0 - s0)
-        sol = diffrax.diffeqsolve(
-            self._term(), unrolled(self.solver), s0, s1, None, y0,
-            (neuron, current, mask),
-            stepsize_controller=self._controller(current, y0.dtype),
-            max_steps=self.max_steps, throw=False,
-            adjoint=adjoint or diffrax.RecursiveCheckpointAdjoint(),
-        )
-        y1 = sol.ys[-1]
+        solver = unrolled(self.solver)
+        controller = self._controller(current, y0.dtype)
+        args = (neuron, current, mask)
+        if adjoint is None:
+            y1, _ = watched_solve(self._field, solver, controller, s0, s1, None, y0,
+                                  args, max_steps=self.max_steps)
+        else:
+            sol = diffrax.diffeqsolve(
+                self._term(), solver, s0, s1, None, y0, args,
+                stepsize_controller=controller, max_steps=self.max_steps,
+                throw=False, adjoint=adjoint)
+            y1 = sol.ys[-1]
         return y1 + layer_dynamics(neuron, current, s1, y1, mask) * (t1 - s1)
 
     def evaluate(self, neuron, current, ctx, t0, t1, y0, ts, moving=None):
