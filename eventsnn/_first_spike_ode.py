@@ -389,8 +389,15 @@ def replay(neuron, weights, in_times, record: _Record, current, segments, *,
         going = fired & (segment > k)  # silent neurons need no replay: held
         length = jnp.where(firing, t_safe - starts[k],
                            jnp.where(going, ends[k] - starts[k], 0.0))
+        # The solve sees each neuron's length as a constant; its derivative is the
+        # flow's own, ∂y(L)/∂L = f(y(L)), exactly (not that of the solver's steps,
+        # which in float32 was off enough to spoil the derivative with respect to an
+        # input time, a difference of two such terms).
+        fixed = jax.lax.stop_gradient(length)
         y_end, _ = watched_solve(_field, solver, controller, zero, one, one / 10, y,
-                                 (model, drive, length), max_steps=segments.max_steps)
+                                 (model, drive, fixed), max_steps=segments.max_steps)
+        f_end = model.dynamics(zero, y_end, drive)
+        y_end = y_end + _scale_rows(f_end, length - fixed)
         return layer.arrive(jnp.where(going[:, None], y_end, y), k), y_end
 
     y0 = model.init_state(n).astype(dtype)
