@@ -195,6 +195,13 @@ class SinCos(es.AbstractNeuron):
         return y.at[:, 0].set(jnp.where(spiked, 0.0, y[:, 0]))
 
 
+def cast(net, dtype):
+    """``net`` with every floating-point array (weights, model parameters) in
+    ``dtype``."""
+    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a,
+                        net)
+
+
 # ------------------------------------------------------- first-spike path comparisons
 @eqx.filter_jit
 def run_batch(net, x):

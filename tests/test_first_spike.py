@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_same_grads, assert_same_spikes, spikes_and_grads
+from helpers import assert_same_grads, assert_same_spikes, cast, spikes_and_grads
 from helpers import first_spike_grads as grads
 from helpers import run_batch as run
 
@@ -39,8 +39,7 @@ def batch(dtype=jnp.float64):
 def network(model, solver, gradient="eventprop", dtype=jnp.float64):
     net = es.FeedForward(5, [16, 3], model, jax.random.key(1), t_max=30.0,
                          solver=solver, gradient=gradient)
-    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a,
-                        net)
+    return cast(net, dtype)
 
 
 @pytest.mark.parametrize("name", list(MODELS))

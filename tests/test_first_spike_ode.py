@@ -12,6 +12,7 @@ from helpers import (
     SinCos,
     assert_same_grads,
     assert_same_spikes,
+    cast,
     first_spike_loss_of,
     spikes_and_grads,
 )
@@ -57,8 +58,7 @@ def network(name, parallel, gradient="eventprop", dtype=jnp.float64):
                                   max_steps=512))
     w0 = scale * net.weights[0]
     net = eqx.tree_at(lambda n: n.weights[0], net, w0)
-    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a,
-                        net)
+    return cast(net, dtype)
 
 
 def test_the_path_applies_to_the_shipped_non_linear_models_only_where_it_may():
@@ -166,7 +166,6 @@ def test_float32():
     assert all(bool(jnp.all(jnp.isfinite(leaf))) for leaf in jax.tree.leaves(g))
 
 
-
 @pytest.mark.parametrize("parallel", [True, False])
 def test_float32_gradients_across_a_long_rest(parallel):
     """Izhikevich neurons lifted slightly off rest at t = 1 and fired by an input at
@@ -182,8 +181,7 @@ def test_float32_gradients_across_a_long_rest(parallel):
                              solver=es.DiffraxSegments(parallel=parallel))
         w = jnp.array([[3.0, 4.0, 5.0, 6.0], [40.0, 40.0, 40.0, 40.0]], dtype)
         net = eqx.tree_at(lambda n: n.weights[0], net, w)
-        return jax.tree.map(
-            lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, net)
+        return cast(net, dtype)
 
     x = jnp.array([[1.0], [29.0]])
 
@@ -214,8 +212,7 @@ def test_float32_gradients_with_respect_to_input_times():
         net = es.FeedForward(5, [120, 3], model, key, t_max=30.0)
         out = es.FeedForward(5, [120, 3], model, key, t_max=30.0, init_mean=3.0)
         net = eqx.tree_at(lambda n: n.weights[1], net, out.weights[1])
-        return jax.tree.map(
-            lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a, net)
+        return cast(net, dtype)
 
     x = np.random.default_rng(1).uniform(0.0, 15.0, (32, 5, 1))
     _, (g64, _) = spikes_and_grads(net(jnp.float64), jnp.asarray(x, jnp.float64))
@@ -224,6 +221,7 @@ def test_float32_gradients_with_respect_to_input_times():
         out, (g32, _) = spikes_and_grads(net32, jnp.asarray(x, jnp.float32))
     assert int(jnp.sum(jnp.isfinite(out.first))) > 48  # most outputs fire
     assert_same_grads(g32.weights, g64.weights, 2e-3, "EIF float32 weights")
+
 
 def test_an_input_over_threshold_fires_at_its_arrival_unless_cancelled():
     """Delta-like inputs: a weight that lifts the membrane over the spike level

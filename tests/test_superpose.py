@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from helpers import assert_same_grads, assert_same_spikes
+from helpers import assert_same_grads, assert_same_spikes, cast
 from test_first_spike import batch
 
 import eventsnn as es
@@ -32,8 +32,7 @@ def network(model, gradient="eventprop", parallel=True, dtype=jnp.float64,
     net = es.FeedForward(5, [16, 3], model, jax.random.key(1), t_max=30.0,
                          max_spikes=max_spikes, gradient=gradient,
                          solver=es.ExactSegments(parallel=parallel))
-    return jax.tree.map(lambda a: a.astype(dtype) if eqx.is_inexact_array(a) else a,
-                        net)
+    return cast(net, dtype)
 
 
 def all_times_loss(net, x):
