@@ -45,7 +45,10 @@ class FeedForward(eqx.Module):
       dropped inputs could have changed a spike is reported as overflowing
       (`state_at_t`, which runs the event loop, adds the iterations it needs).
       ``None`` in the list: the default for that layer.
-    - `max_spikes`: spike times kept per neuron. ``1`` (default) is first-spike mode:
+    - `max_spikes`: spike times kept per neuron, an int for all layers or one per
+      layer (e.g. ``[8, 1]``: hidden neurons fire up to 8 times, the output layer
+      in first-spike mode, which is all a first-spike loss reads). ``1`` (default)
+      is first-spike mode:
       a neuron that has fired is done, which is what spike-time losses need and the
       fastest mode (linear layers on the exact flow map then skip the event loop
       altogether, see `eventsnn.ExactSegments`; non-linear layers with EventProp
@@ -71,7 +74,7 @@ class FeedForward(eqx.Module):
     sizes: tuple[int, ...] = eqx.field(static=True)
     t_max: float = eqx.field(static=True)
     max_events: tuple[int | None, ...] | None = eqx.field(static=True)
-    max_spikes: int = eqx.field(static=True)
+    max_spikes: tuple[int, ...] = eqx.field(static=True)
     segments: tuple[AbstractSegmentSolver, ...]
     gradient: Literal["eventprop", "autodiff"] = eqx.field(static=True)
 
@@ -84,7 +87,7 @@ class FeedForward(eqx.Module):
         *,
         t_max: float,
         max_events: int | Sequence[int | None] | None = None,
-        max_spikes: int = 1,
+        max_spikes: int | Sequence[int] = 1,
         solver=None,
         gradient: Literal["eventprop", "autodiff"] = "eventprop",
         init_mean: float = 1.5,
@@ -95,7 +98,7 @@ class FeedForward(eqx.Module):
             raise ValueError(f"`layers` must be a non-empty list of sizes; got {layers!r}.")
         self.sizes = tuple(_validate.positive_int(s, "layers[i]") for s in layers)
         self.t_max = _validate.positive_number(t_max, "t_max")
-        self.max_spikes = _validate.positive_int(max_spikes, "max_spikes")
+        self.max_spikes = _per_layer(max_spikes, "max_spikes", len(self.sizes))
         if gradient not in GRADIENT_MODES:
             raise ValueError(
                 f"`gradient` must be one of {GRADIENT_MODES}; got {gradient!r}."
@@ -115,22 +118,9 @@ class FeedForward(eqx.Module):
         for model in neurons:
             model.check_state()
         self.neurons = neurons
-        if max_events is None:
-            self.max_events = None
-        elif isinstance(max_events, int):
-            self.max_events = (_validate.positive_int(max_events, "max_events"),) * len(
-                self.sizes
-            )
-        else:
-            self.max_events = tuple(
-                None if m is None else _validate.positive_int(m, "max_events[i]")
-                for m in max_events
-            )
-            if len(self.max_events) != len(self.sizes):
-                raise ValueError(
-                    f"`max_events` needs one value per layer ({len(self.sizes)}); got "
-                    f"{max_events!r}."
-                )
+        self.max_events = (None if max_events is None else
+                           _per_layer(max_events, "max_events", len(self.sizes),
+                                      allow_none=True))
         self.segments = tuple(segment_solver_for(m, solver, True) for m in neurons)
         keys = jax.random.split(key, len(self.sizes))
         fan_in = (self.in_size, *self.sizes[:-1])
@@ -143,7 +133,7 @@ class FeedForward(eqx.Module):
     def _layer_max_events(self, index: int, n_inputs: int) -> int:
         if self.max_events is not None and self.max_events[index] is not None:
             return self.max_events[index]
-        return default_max_events(n_inputs, self.sizes[index], self.max_spikes,
+        return default_max_events(n_inputs, self.sizes[index], self.max_spikes[index],
                                   self.segments[index].clock)
 
     def _run(self, index, in_times, ts=None):
@@ -151,7 +141,7 @@ class FeedForward(eqx.Module):
         weights = self.weights[index]
         args = (self.neurons[index], weights, in_times,
                 as_current(None, self.sizes[index], weights.dtype), self.segments[index])
-        options = dict(t_max=self.t_max, max_spikes=self.max_spikes,
+        options = dict(t_max=self.t_max, max_spikes=self.max_spikes[index],
                        max_events=self._layer_max_events(index, in_times.size))
         if ts is not None:
             # Trajectories always come from the event loop. Where `max_events` is a
@@ -159,7 +149,7 @@ class FeedForward(eqx.Module):
             # input taken plus one per round of spikes.
             segments = self.segments[index]
             budget = self.max_events is not None and self.max_events[index] is not None
-            if budget and is_loop_free(segments, self.max_spikes):
+            if budget and is_loop_free(segments, self.max_spikes[index]):
                 options["max_events"] = default_max_events(
                     options["max_events"], self.sizes[index], 1, segments.clock)
             spikes, traj, _ = run_layer(*args, ts=ts, **options)
@@ -245,6 +235,20 @@ class FeedForward(eqx.Module):
                 spikes = eqx.tree_at(lambda s: s.result, spikes, RESULTS.successful)
             check(Spikes((*layers, spikes)))
         return traj
+
+
+def _per_layer(value, name: str, n_layers: int, allow_none: bool = False) -> tuple:
+    """``value`` (an int for every layer, or one per layer) as a tuple of positive
+    ints, one per layer (``None`` entries kept where ``allow_none``)."""
+    if not isinstance(value, (list, tuple)):
+        return (_validate.positive_int(value, name),) * n_layers
+    values = tuple(value)
+    if len(values) != n_layers:
+        raise ValueError(f"`{name}` needs one value per layer ({n_layers}); got "
+                         f"{value!r}.")
+    return tuple(None if v is None and allow_none
+                 else _validate.positive_int(v, f"{name}[{i}]")
+                 for i, v in enumerate(values))
 
 
 def default_solver_name(net: FeedForward) -> list[str]:

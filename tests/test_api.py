@@ -102,6 +102,9 @@ def test_nan_input_inside_jit_raises():
         (dict(max_spikes=0), "max_spikes"),
         (dict(gradient="finite-differences"), "gradient"),
         (dict(max_events=[10]), "max_events"),
+        (dict(max_spikes=[4]), "one value per layer"),
+        (dict(max_spikes=[4, 0]), r"max_spikes\[1\]"),
+        (dict(max_spikes=2.0), "max_spikes"),
         (dict(solver="rk4"), "solver"),
     ],
 )
@@ -173,6 +176,30 @@ def test_max_spikes_overflow_is_flagged():
     assert out.layers[0].result == es.RESULTS.max_spikes_reached
     with pytest.raises(RuntimeError, match="max_spikes"):
         es.check(out)
+
+
+def test_max_spikes_per_layer():
+    """``max_spikes=[4, 1]``: the hidden layer keeps several spikes, the output layer
+    only its first, which is what ``max_spikes=4`` gives as its first spikes; the
+    gradient of a first-spike loss is the same."""
+    x = jnp.tile(jnp.array([[0.0], [1.0], [2.0], [3.0], [0.5]]), (1, 3)) + jnp.array(
+        [0.0, 5.0, 10.0])
+    both = small_net(max_spikes=[4, 1], init_mean=3.0)
+    every = small_net(max_spikes=4, init_mean=3.0)
+    assert both.max_spikes == (4, 1) and every.max_spikes == (4, 4)
+    out, ref = both(x), every(x)
+    assert out.layers[0].times.shape == (12, 4) and out.layers[1].times.shape == (3, 1)
+    assert int(jnp.max(out.layers[0].counts)) > 1  # the hidden layer fires again
+    np.testing.assert_allclose(out.layers[0].times, ref.layers[0].times, rtol=1e-12)
+    np.testing.assert_allclose(out.first, ref.first, rtol=1e-12)
+    assert np.isfinite(np.asarray(out.first)).sum() >= 2
+
+    def loss(net):
+        return es.losses.first_spike_cross_entropy(net(x).first, 1, tau=5.0)
+
+    g, g_ref = eqx.filter_grad(loss)(both), eqx.filter_grad(loss)(every)
+    for a, b in zip(g.weights, g_ref.weights):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
 
 
 def test_one_sample_overflowing_does_not_fail_the_batch():

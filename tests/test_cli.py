@@ -132,7 +132,7 @@ def test_train_network_takes_only_the_input_spikes_the_data_has():
     # Several spikes per neuron: the hidden layer runs its event loop (default budget).
     multi = build_network(Namespace(neuron="lif", seed=0), 784, 10,
                           dict(settings, max_spikes=3), 287)
-    assert multi.max_spikes == 3 and multi.max_events is None
+    assert multi.max_spikes == (3, 1) and multi.max_events is None
 
 
 def test_train_max_spikes_reaches_the_network(tmp_path, capsys, monkeypatch):
@@ -148,8 +148,8 @@ def test_train_max_spikes_reaches_the_network(tmp_path, capsys, monkeypatch):
     base = ["train", "yin-yang", "--out", str(tmp_path), "--no-plots"]
     with pytest.raises(KeyboardInterrupt):
         main([*base, "--max-spikes", "4"])
-    assert nets[-1].max_spikes == 4
-    assert "up to 4 spikes per neuron" in capsys.readouterr().out
+    assert nets[-1].max_spikes == (4, 1)
+    assert "up to 4 spikes per hidden neuron" in capsys.readouterr().out
     assert json.loads((tmp_path / "run.json").read_text())["max_spikes"] == 4
     with pytest.raises(SystemExit) as info:
         main([*base, "--max-spikes", "0"])

@@ -62,9 +62,10 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="augmentation: random image shift of up to PIXELS (image "
                         "datasets)")
     parser.add_argument("--max-spikes", type=_positive(int), default=None,
-                        metavar="K", help="spikes kept per neuron (1, the default: "
-                        "first-spike mode; more: every layer fires up to K times and "
-                        "the hidden layer passes them all on)")
+                        metavar="K", help="spikes kept per hidden neuron (1, the "
+                        "default: first-spike mode; more: hidden neurons fire up to K "
+                        "times and pass them all on; the output layer stays in "
+                        "first-spike mode, all the loss reads)")
     parser.add_argument("--train-size", type=_positive(int), default=None,
                         help="use only the first N training samples (quick runs)")
     parser.add_argument("--seed", type=int, default=0)
@@ -99,7 +100,7 @@ def build_network(args, in_size, n_out, settings, max_inputs=None) -> FeedForwar
     return FeedForward(in_size, [settings["hidden"], n_out], [hidden, NEURONS["lif"]()],
                        jax.random.key(args.seed), t_max=settings["t_max"],
                        init_mean=2.0, init_std=0.5, max_events=budget,
-                       max_spikes=max_spikes)
+                       max_spikes=[max_spikes, 1])
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -146,7 +147,7 @@ def _run_train(args: argparse.Namespace) -> int:
     print(f"{args.dataset}: {len(train)} train / {len(validation)} validation / "
           f"{len(test)} test samples, {train.in_size} inputs, {train.n_classes} classes")
     spikes = ("first-spike mode" if settings["max_spikes"] == 1
-              else f"up to {settings['max_spikes']} spikes per neuron")
+              else f"up to {settings['max_spikes']} spikes per hidden neuron")
     print(f"network {train.in_size}-{settings['hidden']}-{train.n_classes}, hidden "
           f"{type(net.neurons[0]).__name__}, output LIF, {spikes}, {args.dtype}, "
           f"seed {args.seed}")
