@@ -69,7 +69,13 @@ def watched_solve(field, solver, controller, t0, t1, dt0, y0, args, *, max_steps
     differentiated in reverse mode (with respect to ``y0`` and ``args``; not the
     times), with the steps chosen for the state and a tangent of it (module
     docstring). ``y0`` is an array. Returns ``(y1, result)``: ``result`` is diffrax's
-    outcome, for the caller to report."""
+    outcome.
+
+    A solve that does not reach ``t1`` (``max_steps``: the tangent can make the steps
+    smaller than the forward pass's) returns ``y1`` *times NaN*: its value and every
+    derivative through it are NaN, never a finite but wrong gradient. The layer's
+    backward pass (`_adjoint.with_replay_gradient`) then returns NaN for the sample
+    if its spike times were used, zeros if not."""
     y0 = jnp.asarray(y0)
     tangent = jax.lax.stop_gradient(_direction(y0))
     sol = diffrax.diffeqsolve(
@@ -77,4 +83,5 @@ def watched_solve(field, solver, controller, t0, t1, dt0, y0, args, *, max_steps
         stepsize_controller=controller, max_steps=max_steps, throw=False,
         adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=_CHECKPOINTS),
     )
-    return sol.ys[0][-1], sol.result
+    ok = sol.result == diffrax.RESULTS.successful
+    return sol.ys[0][-1] * jnp.where(ok, 1.0, jnp.nan).astype(y0.dtype), sol.result

@@ -31,6 +31,13 @@ raises exactly the inputs that bring the neuron closest to firing.
 **Overflow.** A sample whose simulation overflowed (`es.RESULTS`) is left out of the
 loss and counted; it does not fail the batch. If more than ``max_overflow`` (fraction)
 of an epoch's samples overflowed, training stops with the knob to turn.
+
+**Skipped steps.** A step whose gradient is not finite changes nothing (weights,
+optimiser state, bumping) and is counted (``skipped`` in the log). The engine's
+gradients are exact or NaN, never silently wrong: a sample whose backward replay
+cannot finish (a re-solve that runs out of ``max_steps``) makes the batch gradient
+NaN; a NaN loss does too. If more than ``max_skipped`` (fraction) of an epoch's steps
+were skipped, training stops.
 """
 
 import csv
@@ -257,14 +264,22 @@ def _train_step(spec, params, static, opt_state, optimizer, loss, predict, penal
                                           mask)
     grads = eqx.filter(grads, spec)
     trainable = eqx.filter(params, spec)
-    updates, opt_state = optimizer.update(grads, opt_state, trainable)
-    params = eqx.apply_updates(params, updates)
+    updates, new_opt_state = optimizer.update(grads, opt_state, trainable)
+    new_params = eqx.apply_updates(params, updates)
     # Weight bumping: raise the input weights of neurons silent on the whole batch.
     new_weights = []
-    for w, amount, unit in zip(params.weights, silent, bump):
+    for w, amount, unit in zip(new_params.weights, silent, bump):
         new_weights.append(w + unit * amount[None, :])
-    params = eqx.tree_at(lambda p: p.weights, params, new_weights)
-    stats["bumped"] = sum(jnp.sum((a > 0) & (u > 0)) for a, u in zip(silent, bump))
+    new_params = eqx.tree_at(lambda p: p.weights, new_params, new_weights)
+    # A gradient that is not finite (a replay that could not finish, or a loss that
+    # is NaN) skips the step: nothing changes, and the step is counted.
+    finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g))
+                                for g in jax.tree.leaves(grads)]))
+    params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                     (new_params, new_opt_state), (params, opt_state))
+    stats["bumped"] = jnp.where(
+        finite, sum(jnp.sum((a > 0) & (u > 0)) for a, u in zip(silent, bump)), 0)
+    stats["skipped"] = ~finite
     return params, opt_state, stats
 
 
@@ -410,6 +425,7 @@ def fit(
     silent_bump: float = 0.05,
     silent_penalty: float | None = None,
     max_overflow: float = 0.01,
+    max_skipped: float = 0.1,
     keep_best: bool = True,
     augment: Callable | None = None,
     log_dir=None,
@@ -435,6 +451,9 @@ def fit(
     - `train`: ``"weights"`` or ``"all"`` (also every neuron parameter: τ's,
       thresholds, biases).
     - `silent_bump`, `silent_penalty`, `max_overflow`: see the module docstring.
+    - `max_skipped`: the fraction of an epoch's steps that may be skipped because
+      their gradient was not finite (logged as ``skipped``; see the module
+      docstring) before training stops.
     - `keep_best`: with `validation`, return the network of the epoch with the best
       validation accuracy (the first of equals) rather than the last. Spike-time
       training is noisy from epoch to epoch (an output neuron that falls silent costs
@@ -460,7 +479,8 @@ def fit(
     **Returns:** a [`TrainResult`][].
 
     **Raises:** ``RuntimeError`` if more than ``max_overflow`` of an epoch's samples
-    overflowed their event budget.
+    overflowed their event budget, or more than ``max_skipped`` of its steps had a
+    gradient that was not finite.
     """
     from tqdm import tqdm
 
@@ -514,7 +534,7 @@ def fit(
     for epoch in range(len(history), epochs):
         rng = np.random.default_rng([seed, epoch])
         totals = dict(loss_sum=0.0, correct=0, used=0, overflow=0, bumped=0,
-                      label_silent=0)
+                      label_silent=0, skipped=0)
         start = time.perf_counter()
         bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{epochs}", disable=not progress,
                    leave=False, dynamic_ncols=True)
@@ -544,6 +564,7 @@ def fit(
             overflow=int(totals["overflow"]),
             bumped=int(totals["bumped"]),
             label_silent=int(totals["label_silent"]),
+            skipped=int(totals["skipped"]),
             seconds=round(time.perf_counter() - start, 3),
         )
         if validation is not None:
@@ -572,6 +593,13 @@ def fit(
                 f"{int(totals['overflow'])} of {len(data)} samples overflowed their "
                 "event budget in this epoch (see es.RESULTS); raise the network's "
                 "`max_events` (or `max_spikes`), or pass a larger `max_overflow`."
+            )
+        if totals["skipped"] > max_skipped * steps:
+            raise RuntimeError(
+                f"{int(totals['skipped'])} of {steps} steps in this epoch had a "
+                "gradient that was not finite and were skipped: a NaN loss, or a "
+                "replay that ran out of solver steps (raise the segment solver's "
+                "`max_steps`); pass a larger `max_skipped` to go on regardless."
             )
     last = eqx.combine(params, static)
     if best_net is None:

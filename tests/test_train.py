@@ -187,6 +187,35 @@ def test_overflowing_samples_are_flagged_not_fatal(data):
     assert np.isfinite(result.history[0]["train_loss"])
 
 
+def test_a_step_with_a_gradient_that_is_not_finite_is_skipped(data):
+    """A NaN gradient (here a loss that is NaN for one sample) changes nothing, is
+    counted, and stops training past `max_skipped`."""
+    train, _ = data
+    inputs = np.asarray(train.inputs[:64])
+    labels = np.asarray(train.labels[:64]) % 2
+    labels[5] = 2  # the one poisoned sample: one of the two steps per epoch
+
+    def loss(spikes, label):  # NaN in value and gradient for label 2
+        return LOSS(spikes, label) * jnp.where(label == 2, jnp.nan, 1.0)
+
+    net = small_net()
+    with pytest.raises(RuntimeError, match="not finite"):
+        es.train.fit(net, loss, OPT, (inputs, labels), epochs=1, batch_size=BATCH,
+                     progress=False)
+    result = es.train.fit(net, loss, OPT, (inputs, labels), epochs=2,
+                          batch_size=BATCH, progress=False, max_skipped=0.5)
+    assert [row["skipped"] for row in result.history] == [1, 1]
+    for w, w0 in zip(result.last_net.weights, net.weights):
+        assert np.isfinite(np.asarray(w)).all()
+        assert not np.array_equal(w, w0)  # the other step did train
+    # With every step poisoned, nothing moves at all.
+    result = es.train.fit(net, loss, OPT, (inputs, np.full(64, 2)), epochs=1,
+                          batch_size=BATCH, progress=False, max_skipped=1.0)
+    assert result.history[0]["skipped"] == 2
+    for w, w0 in zip(result.last_net.weights, net.weights):
+        np.testing.assert_array_equal(w, w0)
+
+
 MULTI_DEVICE = textwrap.dedent("""
     import jax, numpy as np, optax, equinox as eqx
     import eventsnn as es
