@@ -160,7 +160,8 @@ def with_replay_gradient(neuron, weights, in_times, current, run, run_recorded,
     returns NaN, `_watched.watched_solve`) gets NaN cotangents if any of its spike
     times has a non-zero cotangent, and zeros if none has (a sample that the loss
     leaves out, e.g. one flagged as failed in the forward pass, must not spoil the
-    batch's gradient). So a gradient is exact or NaN, never silently wrong;
+    batch's gradient); a cotangent that is NaN at a spike (a NaN loss) gives NaN
+    too. So a gradient is exact or NaN, never silently wrong;
     `eventsnn.train.fit` skips and counts a step whose gradient is not finite.
     """
     params, static = eqx.partition(neuron, eqx.is_array)
@@ -174,17 +175,19 @@ def with_replay_gradient(neuron, weights, in_times, current, run, run_recorded,
     def spikes_fwd(params, weights, in_times, current):
         out, record = run_recorded(eqx.combine(params, static), weights, in_times,
                                    current)
-        return out, (params, weights, in_times, current, record)
+        return out, (params, weights, in_times, current, record, out.times)
 
     def spikes_bwd(residuals, cotangent):
-        params, weights, in_times, current, record = residuals
+        params, weights, in_times, current, record, out_times = residuals
 
         def times(params, weights, in_times):
             return replay_times(eqx.combine(params, static), weights, in_times,
                                 current, record)
 
         _, vjp = jax.vjp(times, params, weights, in_times)
-        ct_times = jnp.where(jnp.isfinite(cotangent.times), cotangent.times, 0.0)
+        # Times that are +inf (no spike) have no derivative; at a spike, a cotangent
+        # that is not finite (a NaN loss) is kept, so that it is not taken for zero.
+        ct_times = jnp.where(jnp.isfinite(out_times), cotangent.times, 0.0)
         grads = vjp(ct_times)
         finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g))
                                     for g in jax.tree.leaves(grads)]))

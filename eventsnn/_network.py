@@ -6,6 +6,7 @@ from typing import Literal
 import diffrax
 import equinox as eqx
 import jax
+import numpy as np
 
 from . import _validate
 from ._current import as_current
@@ -240,7 +241,7 @@ class FeedForward(eqx.Module):
 def _per_layer(value, name: str, n_layers: int, allow_none: bool = False) -> tuple:
     """``value`` (an int for every layer, or one per layer) as a tuple of positive
     ints, one per layer (``None`` entries kept where ``allow_none``)."""
-    if not isinstance(value, (list, tuple)):
+    if isinstance(value, str) or np.ndim(value) == 0:
         return (_validate.positive_int(value, name),) * n_layers
     values = tuple(value)
     if len(values) != n_layers:

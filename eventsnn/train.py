@@ -280,6 +280,9 @@ def _train_step(spec, params, static, opt_state, optimizer, loss, predict, penal
     stats["bumped"] = jnp.where(
         finite, sum(jnp.sum((a > 0) & (u > 0)) for a, u in zip(silent, bump)), 0)
     stats["skipped"] = ~finite
+    # The epoch's mean training loss is over the steps taken.
+    stats["loss_sum"] = jnp.where(finite, stats["loss_sum"], 0.0)
+    stats["used"] = jnp.where(finite, stats["used"], 0)
     return params, opt_state, stats
 
 
@@ -498,6 +501,9 @@ def fit(
     for name, value in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"`{name}` must be a positive int; got {value!r}.")
+    for name, value in (("max_overflow", max_overflow), ("max_skipped", max_skipped)):
+        if not isinstance(value, (int, float)) or not 0 <= value <= 1:
+            raise ValueError(f"`{name}` must be a fraction in [0, 1]; got {value!r}.")
     validation = None if validation is None else _as_dataset(validation)
     n_dev = len(jax.devices())
     batch_size = math.ceil(min(batch_size, len(data)) / n_dev) * n_dev

@@ -82,3 +82,27 @@ def test_a_failed_replay_spoils_only_the_samples_whose_spikes_are_used():
     np.testing.assert_array_equal(jax.grad(loss)(weights, first, True),
                                   jax.grad(loss)(weights, first, False))
     assert np.abs(np.asarray(jax.grad(loss)(weights, first, True))).sum() > 0
+
+
+def test_a_nan_loss_gives_a_nan_gradient_on_the_replay_paths():
+    """On a layer whose gradient comes from a replay (here multi-spike LIF, replayed
+    by superposition), a loss that is NaN at a spike time gives a NaN gradient, not
+    zero: `fit` must see it to skip the step."""
+    import equinox as eqx
+
+    import eventsnn as es
+
+    net = es.FeedForward(5, [6, 3], es.LIF(), jax.random.key(0), t_max=30.0,
+                         max_spikes=[2, 1], init_mean=3.0)
+    x = jnp.linspace(0.0, 8.0, 5)[:, None]
+    assert bool(jnp.isfinite(net(x).first).any())
+
+    def loss(net, scale):
+        first = net(x).first
+        return jnp.sum(jnp.where(jnp.isfinite(first), first, 0.0)) * scale
+
+    good = eqx.filter_grad(loss)(net, 1.0).weights
+    assert all(np.isfinite(np.asarray(g)).all() for g in good)
+    assert np.abs(np.asarray(good[0])).sum() > 0
+    bad = eqx.filter_grad(loss)(net, jnp.nan).weights
+    assert all(np.isnan(np.asarray(g)).any() for g in bad)
