@@ -74,10 +74,10 @@ def watched_solve(field, solver, controller, t0, t1, dt0, y0, args, *, max_steps
     ``max_steps`` is the forward pass's budget for the same stretch; the re-solve may
     take twice as many (the tangent can make its steps smaller), at no cost in
     memory (a fixed number of checkpoints). A solve that still does not reach ``t1``
-    returns ``y1`` *times NaN*: its value and every
-    derivative through it are NaN, never a finite but wrong gradient. The layer's
-    backward pass (`_adjoint.with_replay_gradient`) then returns NaN for the sample
-    if its spike times were used, zeros if not."""
+    returns ``y1`` *times NaN*: its value and every derivative through it are NaN,
+    never a finite but wrong gradient. The layer's backward pass
+    (`_adjoint.with_replay_gradient`) then returns NaN for the sample if its spike
+    times were used, zeros if not."""
     y0 = jnp.asarray(y0)
     tangent = jax.lax.stop_gradient(_direction(y0))
     sol = diffrax.diffeqsolve(
