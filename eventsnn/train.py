@@ -269,7 +269,8 @@ def _train_step(spec, params, static, opt_state, optimizer, loss, predict, penal
     for w, amount, unit in zip(new_params.weights, silent, bump):
         new_weights.append(w + unit * amount[None, :])
     new_params = eqx.tree_at(lambda p: p.weights, new_params, new_weights)
-    # A gradient that is not finite (e.g. a NaN loss) skips the step: nothing changes, and the step is counted.
+    # A gradient that is not finite (e.g. a NaN loss) skips the step: nothing
+    # changes, and the step is counted.
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g))
                                 for g in jax.tree.leaves(grads)]))
     params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
