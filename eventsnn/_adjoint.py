@@ -155,6 +155,14 @@ def with_replay_gradient(neuron, weights, in_times, current, run, run_recorded,
 
     **Returns:** the [`eventsnn.LayerSpikes`][] of `run`; reverse mode pulls the
     cotangents of its times back through the replay (``+inf`` times: none).
+
+    A sample whose replay is not finite (a re-solve that ran out of ``max_steps``
+    returns NaN, `_watched.watched_solve`) gets NaN cotangents if any of its spike
+    times has a non-zero cotangent, and zeros if none has (a sample that the loss
+    leaves out, e.g. one flagged as failed in the forward pass, must not spoil the
+    batch's gradient); a cotangent that is NaN at a spike (a NaN loss) gives NaN
+    too. So a gradient is exact or NaN, never silently wrong;
+    `eventsnn.train.fit` skips and counts a step whose gradient is not finite.
     """
     params, static = eqx.partition(neuron, eqx.is_array)
 
@@ -167,18 +175,27 @@ def with_replay_gradient(neuron, weights, in_times, current, run, run_recorded,
     def spikes_fwd(params, weights, in_times, current):
         out, record = run_recorded(eqx.combine(params, static), weights, in_times,
                                    current)
-        return out, (params, weights, in_times, current, record)
+        return out, (params, weights, in_times, current, record, out.times)
 
     def spikes_bwd(residuals, cotangent):
-        params, weights, in_times, current, record = residuals
+        params, weights, in_times, current, record, out_times = residuals
 
         def times(params, weights, in_times):
             return replay_times(eqx.combine(params, static), weights, in_times,
                                 current, record)
 
         _, vjp = jax.vjp(times, params, weights, in_times)
-        ct_times = jnp.where(jnp.isfinite(cotangent.times), cotangent.times, 0.0)
-        return (*vjp(ct_times), jax.tree.map(jnp.zeros_like, current))
+        # Times that are +inf (no spike) have no derivative; at a spike, a cotangent
+        # that is not finite (a NaN loss) is kept, so that it is not taken for zero.
+        ct_times = jnp.where(jnp.isfinite(out_times), cotangent.times, 0.0)
+        grads = vjp(ct_times)
+        finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g))
+                                    for g in jax.tree.leaves(grads)]))
+        used = jnp.any(ct_times != 0)
+        fill = jnp.where(used, jnp.nan, 0.0)
+        grads = jax.tree.map(lambda g: jnp.where(finite, g, fill.astype(g.dtype)),
+                             grads)
+        return (*grads, jax.tree.map(jnp.zeros_like, current))
 
     spikes.defvjp(spikes_fwd, spikes_bwd)
     return spikes(params, weights, in_times, current)

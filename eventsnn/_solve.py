@@ -340,7 +340,8 @@ class DiffraxSegments(AbstractSegmentSolver):
                 self._term(), solver, s0, s1, None, y0, args,
                 stepsize_controller=controller, max_steps=self.max_steps,
                 throw=False, adjoint=adjoint)
-            y1 = sol.ys[-1]
+            ok = sol.result == diffrax.RESULTS.successful  # else NaN, as above
+            y1 = sol.ys[-1] * jnp.where(ok, 1.0, jnp.nan).astype(y0.dtype)
         return y1 + layer_dynamics(neuron, current, s1, y1, mask) * (t1 - s1)
 
     def evaluate(self, neuron, current, ctx, t0, t1, y0, ts, moving=None):

@@ -69,12 +69,21 @@ def watched_solve(field, solver, controller, t0, t1, dt0, y0, args, *, max_steps
     differentiated in reverse mode (with respect to ``y0`` and ``args``; not the
     times), with the steps chosen for the state and a tangent of it (module
     docstring). ``y0`` is an array. Returns ``(y1, result)``: ``result`` is diffrax's
-    outcome, for the caller to report."""
+    outcome.
+
+    ``max_steps`` is the forward pass's budget for the same stretch; the re-solve may
+    take twice as many (the tangent can make its steps smaller), at no cost in
+    memory (a fixed number of checkpoints). A solve that still does not reach ``t1``
+    returns ``y1`` *times NaN*: its value and every derivative through it are NaN,
+    never a finite but wrong gradient. The layer's backward pass
+    (`_adjoint.with_replay_gradient`) then returns NaN for the sample if its spike
+    times were used, zeros if not."""
     y0 = jnp.asarray(y0)
     tangent = jax.lax.stop_gradient(_direction(y0))
     sol = diffrax.diffeqsolve(
         _watched_term(field), solver, t0, t1, dt0, (y0, tangent), args,
-        stepsize_controller=controller, max_steps=max_steps, throw=False,
+        stepsize_controller=controller, max_steps=2 * max_steps, throw=False,
         adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=_CHECKPOINTS),
     )
-    return sol.ys[0][-1], sol.result
+    ok = sol.result == diffrax.RESULTS.successful
+    return sol.ys[0][-1] * jnp.where(ok, 1.0, jnp.nan).astype(y0.dtype), sol.result

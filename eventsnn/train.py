@@ -33,8 +33,10 @@ loss and counted; it does not fail the batch. If more than ``max_overflow`` (fra
 of an epoch's samples overflowed, training stops with the knob to turn.
 
 **Skipped steps.** A step whose gradient is not finite changes nothing (weights,
-optimiser state, bumping) and is counted (``skipped`` in the log), e.g. where the
-loss is NaN. If more than ``max_skipped`` (fraction) of an epoch's steps
+optimiser state, bumping) and is counted (``skipped`` in the log). The engine's
+gradients are exact or NaN, never silently wrong: a sample whose backward replay
+cannot finish (a re-solve that runs out of ``max_steps``) makes the batch gradient
+NaN; a NaN loss does too. If more than ``max_skipped`` (fraction) of an epoch's steps
 were skipped, training stops.
 """
 
@@ -269,8 +271,8 @@ def _train_step(spec, params, static, opt_state, optimizer, loss, predict, penal
     for w, amount, unit in zip(new_params.weights, silent, bump):
         new_weights.append(w + unit * amount[None, :])
     new_params = eqx.tree_at(lambda p: p.weights, new_params, new_weights)
-    # A gradient that is not finite (e.g. a NaN loss) skips the step: nothing
-    # changes, and the step is counted.
+    # A gradient that is not finite (a replay that could not finish, or a loss that
+    # is NaN) skips the step: nothing changes, and the step is counted.
     finite = jnp.all(jnp.stack([jnp.all(jnp.isfinite(g))
                                 for g in jax.tree.leaves(grads)]))
     params, opt_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
@@ -601,8 +603,9 @@ def fit(
         if totals["skipped"] > max_skipped * steps:
             raise RuntimeError(
                 f"{int(totals['skipped'])} of {steps} steps in this epoch had a "
-                "gradient that was not finite and were skipped (e.g. a NaN loss); "
-                "pass a larger `max_skipped` to go on regardless."
+                "gradient that was not finite and were skipped: a NaN loss, or a "
+                "replay that ran out of solver steps (raise the segment solver's "
+                "`max_steps`); pass a larger `max_skipped` to go on regardless."
             )
     last = eqx.combine(params, static)
     if best_net is None:

@@ -202,10 +202,19 @@ def test_float32_gradients_with_respect_to_input_times():
     derivative is the difference of two terms (the interval before it ends, the one
     after it starts); taken through the replay's solver steps, the benchmark's
     float32 gradients were 19 % off (2026-11-30), hence the flow's identity
-    dy(L)/dL = f(y(L)) now. That failure was rounding-sensitive (that batch, the
-    network passed to jit as an argument, the default compile flags) and did not
-    show under this suite's compile flags, so this checks the accuracy, not that
-    particular failure."""
+    dy(L)/dL = f(y(L)) now.
+
+    The bound allows for conditioning. A hidden neuron driven just past its
+    rheobase fires late, at a time that is very sensitive to its input: here one
+    weight gradient is ~940 ms per unit weight (sample 21, hidden neuron 84, spike
+    at 29.2 ms), and in float64 a relative change of 1e-6 in the weights (float32's
+    solver tolerance) moves it by 6e-4 of the largest entry. float32 cannot be more
+    exact than that, and its error there followed how XLA compiled the program:
+    4.5e-5 (2026-11-30), 7.6e-3 and 3.0e-2 (2026-12-01, two runs), 5.5e-4
+    (2026-12-01 later, the same code). So each entry may differ by 2e-3 of the
+    largest entry plus 100 times its own float64 change under that perturbation:
+    well-conditioned entries are held to 2e-3, and a systematic error like the 19 %
+    one still fails."""
     def net(dtype):
         model = es.EIF(v_reset=-1000.0)
         key = jax.random.key(0)
@@ -215,12 +224,27 @@ def test_float32_gradients_with_respect_to_input_times():
         return cast(net, dtype)
 
     x = np.random.default_rng(1).uniform(0.0, 15.0, (32, 5, 1))
-    _, (g64, _) = spikes_and_grads(net(jnp.float64), jnp.asarray(x, jnp.float64))
+    net64 = net(jnp.float64)
+    _, (g64, _) = spikes_and_grads(net64, jnp.asarray(x, jnp.float64))
+    rng = np.random.default_rng(2)
+    moved = eqx.tree_at(lambda n: n.weights, net64, [
+        w * (1 + 1e-6 * rng.standard_normal(w.shape)) for w in net64.weights])
+    _, (g_moved, _) = spikes_and_grads(moved, jnp.asarray(x, jnp.float64))
     net32 = net(jnp.float32)  # the same weights, rounded
     with precision("float32"):  # as a user runs it: x64 off
         out, (g32, _) = spikes_and_grads(net32, jnp.asarray(x, jnp.float32))
     assert int(jnp.sum(jnp.isfinite(out.first))) > 48  # most outputs fire
-    assert_same_grads(g32.weights, g64.weights, 2e-3, "EIF float32 weights")
+    for a, b, c in zip(g32.weights, g64.weights, g_moved.weights):
+        a, b, c = np.asarray(a), np.asarray(b), np.asarray(c)
+        assert np.all(np.isfinite(a))
+        scale = np.max(np.abs(b))
+        spread = np.abs(c - b)
+        excess = np.abs(a - b) - (2e-3 * scale + 100 * spread)
+        worst = np.unravel_index(np.argmax(excess), a.shape)
+        assert excess[worst] <= 0, (
+            f"EIF float32 weights: entry {worst} off by "
+            f"{abs(a - b)[worst] / scale:.1e} of the largest entry; its float64 "
+            f"change under 1e-6 weight noise: {spread[worst] / scale:.1e}")
 
 
 def test_an_input_over_threshold_fires_at_its_arrival_unless_cancelled():

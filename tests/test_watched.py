@@ -1,0 +1,108 @@
+"""The replays' differentiated re-solve (`eventsnn._watched`): exact on a problem with
+a closed form, and NaN (value and derivatives), never wrong, when it cannot finish."""
+
+import diffrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from eventsnn._watched import watched_solve
+
+
+def _decay(a, y0, max_steps):
+    """y(1) of dy/dt = -a y from y0 (closed form: y0 e^{-a})."""
+    controller = diffrax.PIDController(rtol=1e-10, atol=1e-12)
+    y1, result = watched_solve(lambda t, y, a: -a * y, diffrax.Tsit5(), controller,
+                               0.0, 1.0, 0.1, y0, a, max_steps=max_steps)
+    return y1, result
+
+
+def test_value_and_gradients_match_the_closed_form():
+    a, y0 = jnp.array(2.0), jnp.array([0.5, -3.0])
+    y1, result = _decay(a, y0, 4096)
+    assert result == diffrax.RESULTS.successful
+    np.testing.assert_allclose(y1, y0 * np.exp(-2.0), rtol=1e-9)
+    ga, gy0 = jax.grad(lambda a, y0: jnp.sum(_decay(a, y0, 4096)[0]), (0, 1))(a, y0)
+    np.testing.assert_allclose(ga, -np.sum(y0) * np.exp(-2.0), rtol=1e-8)
+    np.testing.assert_allclose(gy0, np.exp(-2.0) * np.ones(2), rtol=1e-8)
+
+
+def test_a_solve_that_runs_out_of_steps_is_nan_not_wrong():
+    a, y0 = jnp.array(2.0), jnp.array([0.5, -3.0])
+    y1, result = _decay(a, y0, 2)
+    assert result != diffrax.RESULTS.successful
+    assert np.isnan(np.asarray(y1)).all()
+    ga, gy0 = jax.grad(lambda a, y0: jnp.sum(_decay(a, y0, 2)[0]), (0, 1))(a, y0)
+    assert np.isnan(np.asarray(ga)).all() and np.isnan(np.asarray(gy0)).all()
+
+
+def test_a_failed_replay_spoils_only_the_samples_whose_spikes_are_used():
+    """The layer's backward pass (`_adjoint.with_replay_gradient`) with a replay that
+    is NaN for one sample of two (as a re-solve that ran out of steps is): a loss
+    that uses that sample gets a NaN gradient; a loss that leaves it out (as `fit`
+    leaves out a sample flagged in the forward pass) gets exactly the gradient of the
+    other sample, not NaN."""
+    import eventsnn as es
+    from eventsnn._adjoint import replay, with_replay_gradient
+    from eventsnn._current import as_current
+    from eventsnn._layer import run_layer
+
+    segments = es.ExactSegments(parallel=False)
+    options = dict(t_max=30.0, max_spikes=1, max_events=24)
+    neuron = es.LIF()
+    weights = 3.0 * jnp.ones((5, 4)) + 0.5 * jnp.arange(4.0)
+    x = jnp.stack([jnp.linspace(0.0, 4.0, 5)[:, None],
+                   jnp.linspace(1.0, 6.0, 5)[:, None]])
+    current = as_current(None, 4, x.dtype)
+
+    def run(model, w, x, c):
+        return run_layer(model, w, x, c, segments, **options)[0]
+
+    def run_recorded(model, w, x, c):
+        spikes, _, log = run_layer(model, w, x, c, segments, record=True, **options)
+        return spikes, (log, spikes.num_events)
+
+    def replay_times(poison):
+        def times(model, w, x, c, record):
+            t = replay(model, w, x, *record, c, segments, t_max=30.0, max_spikes=1)
+            return t * jnp.where(poison & (x[0, 0] > 0.5), jnp.nan, 1.0)
+        return times
+
+    def loss(w, use, poison):
+        def one(x):
+            return with_replay_gradient(neuron, w, x, current, run, run_recorded,
+                                        replay_times(poison)).times
+        times = jax.vmap(one)(x)
+        assert bool(jnp.all(jnp.isfinite(times)))  # forward values are untouched
+        return jnp.sum(jnp.where(use[:, None, None], times, 0.0))
+
+    both, first = jnp.array([True, True]), jnp.array([True, False])
+    assert np.isfinite(np.asarray(jax.grad(loss)(weights, both, False))).all()
+    assert np.isnan(np.asarray(jax.grad(loss)(weights, both, True))).all()
+    np.testing.assert_array_equal(jax.grad(loss)(weights, first, True),
+                                  jax.grad(loss)(weights, first, False))
+    assert np.abs(np.asarray(jax.grad(loss)(weights, first, True))).sum() > 0
+
+
+def test_a_nan_loss_gives_a_nan_gradient_on_the_replay_paths():
+    """On a layer whose gradient comes from a replay (here multi-spike LIF, replayed
+    by superposition), a loss that is NaN at a spike time gives a NaN gradient, not
+    zero: `fit` must see it to skip the step."""
+    import equinox as eqx
+
+    import eventsnn as es
+
+    net = es.FeedForward(5, [6, 3], es.LIF(), jax.random.key(0), t_max=30.0,
+                         max_spikes=[2, 1], init_mean=3.0)
+    x = jnp.linspace(0.0, 8.0, 5)[:, None]
+    assert bool(jnp.isfinite(net(x).first).any())
+
+    def loss(net, scale):
+        first = net(x).first
+        return jnp.sum(jnp.where(jnp.isfinite(first), first, 0.0)) * scale
+
+    good = eqx.filter_grad(loss)(net, 1.0).weights
+    assert all(np.isfinite(np.asarray(g)).all() for g in good)
+    assert np.abs(np.asarray(good[0])).sum() > 0
+    bad = eqx.filter_grad(loss)(net, jnp.nan).weights
+    assert all(np.isnan(np.asarray(g)).any() for g in bad)
