@@ -154,3 +154,38 @@ def test_train_max_spikes_reaches_the_network(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as info:
         main([*base, "--max-spikes", "0"])
     assert info.value.code == 2
+
+
+def test_train_several_hidden_layers(tmp_path, capsys, monkeypatch):
+    """``--hidden 6 4``: two hidden layers of the chosen model; only the first takes
+    the data's input-spike budget; one size keeps the single-layer settings."""
+    import eventsnn.cli.train as cli_train
+
+    nets = []
+
+    def fit(net, *args, **kwargs):  # stands in for training
+        nets.append(net)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_train._train_lib, "fit", fit)
+    base = ["train", "yin-yang", "--out", str(tmp_path), "--no-plots"]
+    with pytest.raises(KeyboardInterrupt):
+        main([*base, "--hidden", "6", "4", "--neuron", "qif", "--max-spikes", "2"])
+    net = nets[-1]
+    assert [w.shape for w in net.weights] == [(5, 6), (6, 4), (4, 3)]
+    assert [type(m).__name__ for m in net.neurons] == ["QIF", "QIF", "LIF"]
+    assert net.max_spikes == (2, 2, 1)
+    assert "network 5-6-4-3" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run.json").read_text())["hidden"] == [6, 4]
+    with pytest.raises(KeyboardInterrupt):
+        main([*base, "--hidden", "7"])
+    assert [w.shape for w in nets[-1].weights] == [(5, 7), (7, 3)]
+    assert json.loads((tmp_path / "run.json").read_text())["hidden"] == 7
+
+    from argparse import Namespace
+
+    from eventsnn.cli.train import DEFAULTS, build_network
+
+    settings = dict(DEFAULTS["mnist5k"], hidden=[4, 3])
+    lif = build_network(Namespace(neuron="lif", seed=0), 784, 10, settings, 287)
+    assert lif.max_events == (287, None, None)

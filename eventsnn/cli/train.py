@@ -49,8 +49,9 @@ def _train_arguments(parser: argparse.ArgumentParser) -> None:
                         help="built-in dataset (no download)")
     parser.add_argument("--neuron", choices=sorted(NEURONS), default="lif",
                         help="hidden-layer model (the output layer is LIF)")
-    parser.add_argument("--hidden", type=_positive(int), default=None,
-                        help="hidden layer size")
+    parser.add_argument("--hidden", type=_positive(int), nargs="+", default=None,
+                        metavar="N", help="hidden layer size; several numbers for "
+                        "several hidden layers (e.g. --hidden 120 120)")
     parser.add_argument("--epochs", type=_positive(int), default=None)
     parser.add_argument("--lr", type=_positive(float), default=None,
                         help="LAMB learning rate (relative step per layer)")
@@ -91,16 +92,25 @@ def build_network(args, in_size, n_out, settings, max_inputs=None) -> FeedForwar
     spikes in 784 channels; its gradient step is ~2.4x faster). No sample of the
     data has more, so nothing is dropped."""
     hidden = NEURONS[args.neuron]()
+    sizes = hidden_sizes(settings)
     # The segment solver FeedForward picks for it (first-spike mode, the default).
     segments = segment_solver_for(hidden, None, True)
     budget = None
     max_spikes = settings["max_spikes"]
     if is_loop_free(segments, max_spikes) and max_inputs is not None:
-        budget = [max(max_inputs, 1), None]
-    return FeedForward(in_size, [settings["hidden"], n_out], [hidden, NEURONS["lif"]()],
+        # Only the first layer sees the data; the others keep their default budget.
+        budget = [max(max_inputs, 1)] + [None] * len(sizes)
+    return FeedForward(in_size, [*sizes, n_out],
+                       [hidden] * len(sizes) + [NEURONS["lif"]()],
                        jax.random.key(args.seed), t_max=settings["t_max"],
                        init_mean=2.0, init_std=0.5, max_events=budget,
-                       max_spikes=[max_spikes, 1])
+                       max_spikes=[max_spikes] * len(sizes) + [1])
+
+
+def hidden_sizes(settings) -> list[int]:
+    """The hidden layer sizes of the settings' ``hidden`` (an int, or a list)."""
+    hidden = settings["hidden"]
+    return [hidden] if isinstance(hidden, int) else list(hidden)
 
 
 def _run_train(args: argparse.Namespace) -> int:
@@ -109,6 +119,8 @@ def _run_train(args: argparse.Namespace) -> int:
                 "max_spikes"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
+    if isinstance(settings["hidden"], list) and len(settings["hidden"]) == 1:
+        settings["hidden"] = settings["hidden"][0]  # one layer: as before (run.json)
     if settings["shift"] and "image" not in settings:
         print(f"error: --shift needs an image dataset; {args.dataset} is not one")
         return 1
@@ -148,7 +160,9 @@ def _run_train(args: argparse.Namespace) -> int:
           f"{len(test)} test samples, {train.in_size} inputs, {train.n_classes} classes")
     spikes = ("first-spike mode" if settings["max_spikes"] == 1
               else f"up to {settings['max_spikes']} spikes per hidden neuron")
-    print(f"network {train.in_size}-{settings['hidden']}-{train.n_classes}, hidden "
+    shape = "-".join(map(str, [train.in_size, *hidden_sizes(settings),
+                               train.n_classes]))
+    print(f"network {shape}, hidden "
           f"{type(net.neurons[0]).__name__}, output LIF, {spikes}, {args.dtype}, "
           f"seed {args.seed}")
     print(f"{settings['epochs']} epochs, batch {settings['batch_size']}, LAMB lr "
