@@ -135,7 +135,9 @@ def test_train_network_takes_only_the_input_spikes_the_data_has():
     assert multi.max_spikes == (3, 1) and multi.max_events is None
 
 
-def test_train_max_spikes_reaches_the_network(tmp_path, capsys, monkeypatch):
+@pytest.fixture
+def trained_nets(monkeypatch):
+    """The networks `eventsnn train` hands to `fit`, which stops at once."""
     import eventsnn.cli.train as cli_train
 
     nets = []
@@ -145,6 +147,11 @@ def test_train_max_spikes_reaches_the_network(tmp_path, capsys, monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(cli_train._train_lib, "fit", fit)
+    return nets
+
+
+def test_train_max_spikes_reaches_the_network(tmp_path, capsys, trained_nets):
+    nets = trained_nets
     base = ["train", "yin-yang", "--out", str(tmp_path), "--no-plots"]
     with pytest.raises(KeyboardInterrupt):
         main([*base, "--max-spikes", "4"])
@@ -156,18 +163,10 @@ def test_train_max_spikes_reaches_the_network(tmp_path, capsys, monkeypatch):
     assert info.value.code == 2
 
 
-def test_train_several_hidden_layers(tmp_path, capsys, monkeypatch):
+def test_train_several_hidden_layers(tmp_path, capsys, trained_nets):
     """``--hidden 6 4``: two hidden layers of the chosen model; only the first takes
     the data's input-spike budget; one size keeps the single-layer settings."""
-    import eventsnn.cli.train as cli_train
-
-    nets = []
-
-    def fit(net, *args, **kwargs):  # stands in for training
-        nets.append(net)
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cli_train._train_lib, "fit", fit)
+    nets = trained_nets
     base = ["train", "yin-yang", "--out", str(tmp_path), "--no-plots"]
     with pytest.raises(KeyboardInterrupt):
         main([*base, "--hidden", "6", "4", "--neuron", "qif", "--max-spikes", "2"])
