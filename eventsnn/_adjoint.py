@@ -207,7 +207,9 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
 
     The values equal the forward pass's (up to one Newton correction of each spike
     time); the derivatives are exact. Only the log's first ``num_events`` rows are
-    walked, forward and backward (`_scan.scan_prefix`). Returns
+    walked, forward and backward (`_scan.scan_prefix`), and on a shared clock the
+    last stretch, to ``t_max``, is not re-solved (no spike time depends on it).
+    Returns
     ``Float[Array, "n max_spikes"]``.
     """
     n = weights.shape[1]
@@ -284,7 +286,11 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         spiked = (kind == SPIKE_NOW) | (kind == SPIKE_CROSSING)
         now = jnp.any(kind == SPIKE_NOW)
         deliver = rec.deliver
-        moves = ~now
+        # The last stretch, to t_max (no spike, input or kink ends it), feeds no spike
+        # time: it is not re-solved (a re-solve there could only cost time, or fail
+        # and make the sample's gradient NaN for nothing).
+        to_end = ~now & ~deliver & ~rec.hit & ~rec.brk & ~jnp.any(spiked)
+        moves = ~now & ~to_end
         t_rec = jax.lax.stop_gradient(jnp.where(moves, rec.t_new[0], t))
         active = _active(counts, max_spikes)
         y_at = segments.state_at(neuron, current, ctx, t, t_rec, y, moving=active)

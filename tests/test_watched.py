@@ -106,3 +106,39 @@ def test_a_nan_loss_gives_a_nan_gradient_on_the_replay_paths():
     assert np.abs(np.asarray(good[0])).sum() > 0
     bad = eqx.filter_grad(loss)(net, jnp.nan).weights
     assert all(np.isnan(np.asarray(g)).any() for g in bad)
+
+
+def test_the_stretch_after_the_last_event_is_not_replayed():
+    """The event-log replay does not re-solve the last stretch (to t_max): it feeds
+    no spike time. Here that stretch needs ~530 steps (dtmax 0.05 ms) and the
+    budget is 100: the forward pass flags the sample (its spikes before it are
+    exact), and the gradient of those spikes is still exact, not NaN (it was NaN
+    while the replay re-solved that stretch too)."""
+    import equinox as eqx
+
+    import eventsnn as es
+
+    def net(max_steps):
+        solver = es.DiffraxSegments(parallel=False, dtmax=0.05, max_steps=max_steps)
+        net = es.FeedForward(2, [2], es.EIF(), jax.random.key(0), t_max=30.0,
+                             solver=solver)
+        # Neuron 0 fires after the second input, neuron 1 stays silent to t_max.
+        return eqx.tree_at(lambda n: n.weights[0], net,
+                           jnp.array([[12.0, 0.5], [12.0, 0.5]]))
+
+    x = jnp.array([[1.0], [2.0]])
+
+    def loss(net):
+        first = net(x).first
+        return jnp.sum(jnp.where(jnp.isfinite(first), first, 0.0))
+
+    short, full = net(100), net(4096)
+    out = short(x)
+    assert out.layers[0].result == es.RESULTS.solver_failed
+    assert full(x).layers[0].result == es.RESULTS.successful
+    np.testing.assert_array_equal(out.first, full(x).first)
+    assert np.isfinite(float(out.first[0])) and np.isinf(float(out.first[1]))
+    g_short = eqx.filter_grad(loss)(short).weights[0]
+    g_full = eqx.filter_grad(loss)(full).weights[0]
+    assert np.abs(np.asarray(g_full)).sum() > 0
+    np.testing.assert_allclose(g_short, g_full, rtol=1e-10, atol=0)
