@@ -157,7 +157,8 @@ def _run_train(args: argparse.Namespace) -> int:
     loss = _train_lib.first_spike_loss(tau=settings["tau"], alpha=settings["alpha"],
                                        t_silent=settings["t_max"])
     print(f"{args.dataset}: {len(train)} train / {len(validation)} validation / "
-          f"{len(test)} test samples, {train.in_size} inputs, {train.n_classes} classes")
+          f"{len(test)} test samples, {train.in_size} inputs, "
+          f"{train.n_classes} classes")
     spikes = ("first-spike mode" if settings["max_spikes"] == 1
               else f"up to {settings['max_spikes']} spikes per hidden neuron")
     shape = "-".join(map(str, [train.in_size, *hidden_sizes(settings),
