@@ -34,7 +34,10 @@ class FeedForward(eqx.Module):
     - `in_size`: number of input channels.
     - `layers`: sizes of the layers, e.g. ``[120, 3]``.
     - `neuron`: a neuron model for every layer, or a sequence with one per layer.
-    - `key`: a ``jax.random.key`` for the weight initialisation.
+    - `key`: a ``jax.random.key`` for the weight initialisation. The draw depends
+      on the default float dtype: the same key gives other weights with float64
+      enabled than without (to compare the two precisions on one network, build it
+      once and cast it).
     - `t_max`: end of the simulation window (ms).
     - `max_events`: static bound on event-loop iterations per layer (an int for all
       layers or one per layer). Default: enough for every input spike plus
