@@ -208,13 +208,14 @@ def test_float32_gradients_with_respect_to_input_times():
     rheobase fires late, at a time that is very sensitive to its input: here one
     weight gradient is ~940 ms per unit weight (sample 21, hidden neuron 84, spike
     at 29.2 ms), and in float64 a relative change of 1e-6 in the weights (float32's
-    solver tolerance) moves it by 6e-4 of the largest entry. float32 cannot be more
-    exact than that, and its error there followed how XLA compiled the program:
-    4.5e-5 (2026-11-30), 7.6e-3 and 3.0e-2 (2026-12-01, two runs), 5.5e-4
-    (2026-12-01 later, the same code). So each entry may differ by 2e-3 of the
-    largest entry plus 100 times its own float64 change under that perturbation:
-    well-conditioned entries are held to 2e-3, and a systematic error like the 19 %
-    one still fails."""
+    solver tolerance) moves it by 6e-4 of the largest entry; float32's error there
+    was 4.5e-5 (2026-11-30) and 5.5e-4 (2026-12-01). So each entry may differ by
+    2e-3 of the largest entry plus 100 times its own float64 change under that
+    perturbation: well-conditioned entries are held to 2e-3, and a 1 % systematic
+    error fails. It caught one (2026-12-01): a backward pass that selected the
+    gradients on a reduction over themselves ran wrong under XLA:CPU on two
+    threads (right on one), output weight gradients 3 % off in nearly every row,
+    relative errors 7.6e-3 and 3.0e-2 (see `_adjoint.with_replay_gradient`)."""
     def net(dtype):
         model = es.EIF(v_reset=-1000.0)
         key = jax.random.key(0)
