@@ -294,7 +294,7 @@ def replay(neuron, weights, in_times, log: EventLog, num_events, current, segmen
         # The last stretch, to t_max (no spike, input or kink ends it), feeds no spike
         # time: it is not re-solved (a re-solve there could only cost time, or fail
         # and make the sample's gradient NaN for nothing).
-        to_end = ~now & ~deliver & ~rec.hit & ~rec.brk & ~jnp.any(spiked)
+        to_end = ~jnp.any(spiked) & ~deliver & ~rec.hit & ~rec.brk
         moves = ~now & ~to_end
         t_rec = jax.lax.stop_gradient(jnp.where(moves, rec.t_new[0], t))
         active = _active(counts, max_spikes)
