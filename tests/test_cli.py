@@ -188,3 +188,30 @@ def test_train_several_hidden_layers(tmp_path, capsys, trained_nets):
     settings = dict(DEFAULTS["mnist5k"], hidden=[4, 3])
     lif = build_network(Namespace(neuron="lif", seed=0), 784, 10, settings, 287)
     assert lif.max_events == (287, None, None)
+
+
+def test_train_yin_yang_uses_its_input_code_and_window(tmp_path, capsys, monkeypatch):
+    """The CLI's Yin-Yang code (inputs over 0-30 ms, bias spike at 10 ms) reaches the
+    data that training sees, and the network's window leaves room after the last
+    input spike."""
+    import eventsnn.cli.train as cli_train
+
+    seen = []
+
+    def fit(net, loss, optimizer, train, **kwargs):  # stands in for training
+        seen.append((net, train, kwargs["validation"]))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli_train._train_lib, "fit", fit)
+    with pytest.raises(KeyboardInterrupt):
+        main(["train", "yin-yang", "--out", str(tmp_path), "--no-plots"])
+    net, train, validation = seen[0]
+    code = cli_train.DEFAULTS["yin-yang"]["encoding"]
+    for data in (train, validation):
+        assert data.encoding == dict(kind="latency", **code)
+        times = data.inputs[:, :4, 0]
+        np.testing.assert_allclose(times, code["t_late"] * data.features, rtol=1e-6)
+        np.testing.assert_array_equal(data.inputs[:, 4, 0], code["t_bias"])
+    assert net.t_max == cli_train.DEFAULTS["yin-yang"]["t_max"] >= 2 * code["t_late"]
+    assert "tau 0.5 ms, regulariser 0.003 x (exp(t/6.4 ms) - 1)" in capsys.readouterr().out
+    assert json.loads((tmp_path / "run.json").read_text())["encoding"] == code
