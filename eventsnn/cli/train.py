@@ -37,12 +37,12 @@ _COMMON = dict(epochs=30, lr=5e-3, batch_size=64, t_max=30.0, tau=2.5, alpha=0.0
 DEFAULTS = {
     # Inputs spread over 30 ms (three times the loader's default window) with the
     # bias spike at 10 ms, a sharp softmax (0.5 ms) and a weak regulariser: the
-    # setting of Wunderlich & Pehle's (2021) EventProp Yin-Yang network. 60 epochs:
-    # 98.1 / 97.8 / 98.3 % test for seeds 0 / 1 / 2 (2026-12-01, README), against
-    # 95.9 / 96.5 / 96.5 % with the earlier code (10 ms window, bias at 0, tau 2.5 ms,
-    # alpha 0.01), whose networks fitted their training set only to ~98 %. With
-    # 30 epochs the earlier code lost two seeds (93.8 / 93.7 %): the last epochs at a
-    # small rate are where they caught up.
+    # setting of EventProp's Yin-Yang experiment (Wunderlich & Pehle 2021, as a public
+    # re-implementation runs it). 60 epochs: 98.1 / 97.8 / 98.3 % test for seeds
+    # 0 / 1 / 2 (2026-12-01, README), against 95.9 / 96.5 / 96.5 % with the earlier
+    # code (10 ms window, bias at 0, tau 2.5 ms, alpha 0.01), whose networks fitted
+    # their training set only to ~98 %. With 30 epochs the earlier code lost two
+    # seeds (93.8 / 93.7 %): the last epochs at a small rate are where they caught up.
     "yin-yang": dict(_COMMON, hidden=120, epochs=60, t_max=60.0, tau=0.5, alpha=0.003,
                      tau_reg=6.4,
                      encoding=dict(t_early=0.0, t_late=30.0, t_bias=10.0)),
