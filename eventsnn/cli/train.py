@@ -51,7 +51,11 @@ DEFAULTS = {
     # without jitter; the 1,258 training images are otherwise fitted to ~100 %.
     "digits": dict(_COMMON, hidden=200, epochs=100, batch_size=32, jitter=0.3,
                    image=(8, 8)),
-    "mnist5k": dict(_COMMON, hidden=200, image=(28, 28)),
+    # One-pixel shifts for 100 epochs: 94.5 / 93.3 / 93.3 % test for seeds 0 / 1 / 2
+    # (2026-12-02, README), against 90.6 % (seed 0) with 30 epochs and no shifts,
+    # which fitted the 3,500 training images to 99 % with its best validation epoch
+    # at 17; with shifts the training accuracy reaches ~98 % only as the rate decays.
+    "mnist5k": dict(_COMMON, hidden=200, epochs=100, shift=1, image=(28, 28)),
 }
 
 
