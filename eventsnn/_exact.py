@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from ._custom_types import Array, Bool, Float, State
+from ._kernels import together
 
 
 # ----------------------------------------------------------------------- scalar φ
@@ -175,7 +176,8 @@ class AffineFlow(eqx.Module):
             if driven:  # τ φ1(Aτ) = τ φ1(λ2τ) + τ² φ1[λ1τ, λ2τ] S
                 z1 = self.lam1 * tau
                 drive_s = tau**2 * _phi1_divided(z1, z2, jnp.expm1(z1), em1_2)
-        return decay, grow, drive, drive_s
+        # One kernel for all four (they share the exponentials), see `_kernels.py`.
+        return together(decay, grow, drive, drive_s)
 
     def __call__(self, tau: Float[Array, "*n"], y0: State) -> State:
         """Advance the flow.
@@ -389,12 +391,15 @@ def refine_crossing(
     hi = jnp.where(crosses, hi, 0.0).astype(dtype)
     xtol = 4 * jnp.finfo(dtype).eps * jnp.maximum(length, 1.0)
 
+    # The carry travels as one array (lo, hi, x, done): one kernel writes it and one
+    # selects it per sample under vmap, instead of one per piece (`_kernels.py`).
     def cond(carry):
-        k, lo, hi, x, done = carry
-        return (k < max_iters) & ~jnp.all(done)
+        k, packed = carry
+        return (k < max_iters) & ~jnp.all(packed[3] > 0.5)
 
-    def body(carry):
-        k, lo, hi, x, done = carry
+    def step(carry):
+        k, packed = carry
+        lo, hi, x, done = packed[0], packed[1], packed[2], packed[3] > 0.5
         g, slope, floor = g_slope_floor(x)
         below = g < 0
         lo = jnp.where(below, x, lo)
@@ -408,13 +413,13 @@ def refine_crossing(
         still = jnp.abs(x_new - x) <= xtol
         x_next = jnp.where(exact, x, jnp.where(narrow, hi, x_new))
         x = jnp.where(done, x, x_next)
-        return k + 1, lo, hi, x, done | exact | narrow | still
+        done = done | exact | narrow | still
+        return k + 1, jnp.stack([lo, hi, x, done.astype(dtype)])
 
     x0 = 0.5 * (lo + hi)
-    _, _, hi, x, _ = jax.lax.while_loop(
-        cond, body, (0, lo, hi, x0, ~crosses)
-    )
-    return jnp.where(crosses, x, jnp.inf)
+    _, packed = jax.lax.while_loop(
+        cond, step, (0, jnp.stack([lo, hi, x0, (~crosses).astype(dtype)])))
+    return jnp.where(crosses, packed[2], jnp.inf)
 
 
 # ------------------------------------------------------------- diffrax solver
