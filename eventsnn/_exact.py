@@ -149,7 +149,7 @@ class AffineFlow(eqx.Module):
         # only d(λ1 + λ2) matters: giving the gap a zero derivative there is exact.
         apart = half_gap_sq > 0
         half_gap = jnp.where(apart, jnp.sqrt(jnp.where(apart, half_gap_sq, 1.0)), 0.0)
-        return cls(A, b, 0.5 * tr - half_gap, 0.5 * tr + half_gap, real)
+        return cls(A, b, *together(0.5 * tr - half_gap, 0.5 * tr + half_gap, real))
 
     @property
     def size(self) -> int:
