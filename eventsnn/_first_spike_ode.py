@@ -60,7 +60,7 @@ from ._neuron import AbstractNeuron
 from ._solve import condition_rate, default_tolerance, implicit_time
 from ._spikes import RESULTS, LayerSpikes
 from ._unrolled import unrolled
-from ._watched import watched_solve
+from ._watched import sensitivity_solve
 
 
 def applies(neuron, current, dtype) -> bool:
@@ -394,8 +394,9 @@ def replay(neuron, weights, in_times, record: _Record, current, segments, *,
         # which in float32 was off enough to spoil the derivative with respect to an
         # input time, a difference of two such terms).
         fixed = jax.lax.stop_gradient(length)
-        y_end, _ = watched_solve(_field, solver, controller, zero, one, one / 10, y,
-                                 (model, drive, fixed), max_steps=segments.max_steps)
+        y_end, _ = sensitivity_solve(_field, solver, controller, zero, one, one / 10, y,
+                                     (model, drive, fixed), max_steps=segments.max_steps,
+                                     constant=(2,))
         f_end = model.dynamics(zero, y_end, drive)
         y_end = y_end + _scale_rows(f_end, length - fixed)
         return layer.arrive(jnp.where(going[:, None], y_end, y), k), y_end

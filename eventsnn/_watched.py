@@ -33,9 +33,17 @@ differentiated by the callers, by the flow's identity ∂y(t1)/∂t1 = f(y(t1)) 
 than through the steps: the derivative with respect to an input spike's time is the
 difference of two such terms (the stretch before it ends, the one after it starts),
 and through the steps, in float32, it was 36 % off (an EIF output layer).
+
+Reverse mode through adaptive steps has a float32 hazard of its own: the backward pass
+recomputes the steps between checkpoints and decides again whether each trial step
+is accepted, and at float32 tolerances that decision can flip with rounding (the
+forward loop and its recomputation are compiled apart). [`sensitivity_solve`][]
+takes the same steps once and carries the derivatives along instead; the first-spike
+replay of non-linear layers uses it.
 """
 
 import diffrax
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -87,3 +95,130 @@ def watched_solve(field, solver, controller, t0, t1, dt0, y0, args, *, max_steps
     )
     ok = sol.result == diffrax.RESULTS.successful
     return sol.ys[0][-1] * jnp.where(ok, 1.0, jnp.nan).astype(y0.dtype), sol.result
+
+
+def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
+                      max_steps, constant=()):
+    """`watched_solve`, differentiated by forward sensitivities on the solve's own
+    steps instead of reverse mode through them.
+
+    Reverse mode through an adaptive solve (diffrax's ``RecursiveCheckpointAdjoint``)
+    recomputes the steps between checkpoints in the backward pass and decides again
+    whether each trial step is accepted. In float32 at the tolerances used here that
+    decision is rounding noise (a 1-ulp change of the state moves the proposed step by
+    ~1 %), and XLA does not promise the same rounding for the forward loop and its
+    recomputation (they are compiled apart): under the test suite's compiler flags a
+    trial step the forward pass had rejected was accepted on recomputation, and its
+    Jacobian (1.36 in an EIF upstroke) entered the gradient (hidden layer, 36 % off).
+
+    Here the step decisions are made once: the solve carries, besides the state and
+    the watched tangent (which alone steer the step size, as before), the
+    derivatives of the state with respect to each state column of ``y0`` and to
+    each floating-point leaf of ``args``; the reverse pass contracts them with the
+    cotangent. Rows (neurons) do not interact in the field, so one direction per
+    state column serves all rows, and so does one per leaf that is a scalar or has
+    one value per row (`param`: "scalar or one value per neuron"); any other leaf
+    takes one direction per element. Same steps as `watched_solve`, and RK steps
+    commute with linearisation: the same derivative (that of the discrete solution).
+
+    ``args`` is a tuple; the entries at the positions in ``constant`` are held
+    constant (no sensitivities: they must not need a derivative). Returns ``(y1,
+    None)``: a failed solve shows as NaN in ``y1`` (see `watched_solve`).
+    """
+    y0 = jnp.asarray(y0)
+    n, s = y0.shape
+    dtype = y0.dtype
+    spec = tuple(False if i in constant else eqx.is_inexact_array
+                 for i in range(len(args)))
+    diff, static = eqx.partition(args, spec)
+    leaves, treedef = jax.tree.flatten(diff)
+
+    # Directions: ("y", state column) or ("leaf", leaf index, element; None: all).
+    def per_row(leaf):
+        return leaf.ndim == 0 or leaf.shape == (n,)
+
+    dirs = [("y", c) for c in range(s)]
+    for i, leaf in enumerate(leaves):
+        if per_row(leaf):
+            dirs.append(("leaf", i, None))
+        else:
+            dirs.extend(("leaf", i, e) for e in range(leaf.size))
+
+    def arg_tangent(d, leaves_):
+        out = []
+        for i, leaf in enumerate(leaves_):
+            t = jnp.zeros_like(leaf)
+            if d[0] == "leaf" and d[1] == i:
+                t = (jnp.ones_like(leaf) if d[2] is None
+                     else t.reshape(-1).at[d[2]].set(1.0).reshape(leaf.shape))
+            out.append(t)
+        return out
+
+    def run(y0, leaves_, t0, t1, dt0, controller, static):
+        a = eqx.combine(jax.tree.unflatten(treedef, leaves_), static)
+        arg_ts = [arg_tangent(d, leaves_) for d in dirs]
+        arg_ts = [jnp.stack([t[i] for t in arg_ts]) for i in range(len(leaves_))]
+        S0 = jnp.stack([jnp.zeros_like(y0).at[:, d[1]].set(1.0) if d[0] == "y"
+                        else jnp.zeros_like(y0) for d in dirs])
+
+        def augmented(t, state, a):
+            y, tangent, S = state
+            lv, st = eqx.partition(a, spec)
+            lv = jax.tree.leaves(lv)
+
+            def g(y, lv):
+                return field(t, y, eqx.combine(jax.tree.unflatten(treedef, lv), st))
+
+            # One linearisation per stage, applied to the watched tangent and to
+            # every sensitivity direction.
+            f, lin = jax.linearize(g, y, lv)
+            df = lin(tangent, [jnp.zeros_like(leaf) for leaf in lv])
+            dS = jax.vmap(lin)(S, arg_ts)
+            return f, df, dS
+
+        base_norm = controller.norm
+
+        def norm(state):  # the steps follow the state and the watched tangent only
+            return base_norm((state[0], state[1]))
+
+        ctrl = eqx.tree_at(lambda c: c.norm, controller, norm)
+        sol = diffrax.diffeqsolve(
+            diffrax.ODETerm(augmented), solver, t0, t1, dt0,
+            (y0, _direction(y0), S0), a, stepsize_controller=ctrl,
+            max_steps=2 * max_steps, throw=False,
+            adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=_CHECKPOINTS))
+        ok = sol.result == diffrax.RESULTS.successful
+        nan = jnp.where(ok, 1.0, jnp.nan).astype(dtype)
+        return sol.ys[0][-1] * nan, sol.ys[2][-1] * nan, sol.result
+
+    @eqx.filter_custom_vjp
+    def solve(vjp_arg, t0, t1, dt0, controller, static):
+        y0, leaves_ = vjp_arg
+        return run(y0, leaves_, t0, t1, dt0, controller, static)[0]
+
+    @solve.def_fwd
+    def solve_fwd(perturbed, vjp_arg, t0, t1, dt0, controller, static):
+        y0, leaves_ = vjp_arg
+        y1, S, _ = run(y0, leaves_, t0, t1, dt0, controller, static)
+        return y1, (S, leaves_)
+
+    @solve.def_bwd
+    def solve_bwd(res, ct, perturbed, vjp_arg, *_):
+        S, leaves_ = res
+        proj = jnp.einsum("dns,ns->dn", S, ct)  # per direction, per row
+        ct_y0 = jnp.stack([proj[j] for j, d in enumerate(dirs) if d[0] == "y"], axis=-1)
+        ct_leaves = [jnp.zeros_like(leaf) for leaf in leaves_]
+        for j, d in enumerate(dirs):
+            if d[0] != "leaf":
+                continue
+            i, e = d[1], d[2]
+            leaf = leaves_[i]
+            if e is None:
+                v = jnp.sum(proj[j]) if leaf.ndim == 0 else proj[j]
+                ct_leaves[i] = ct_leaves[i] + v.astype(leaf.dtype)
+            else:
+                flat = ct_leaves[i].reshape(-1).at[e].add(jnp.sum(proj[j]))
+                ct_leaves[i] = flat.reshape(leaf.shape)
+        return ct_y0, ct_leaves
+
+    return solve((y0, leaves), t0, t1, dt0, controller, static), None
