@@ -394,9 +394,9 @@ def replay(neuron, weights, in_times, record: _Record, current, segments, *,
         # which in float32 was off enough to spoil the derivative with respect to an
         # input time, a difference of two such terms).
         fixed = jax.lax.stop_gradient(length)
-        y_end, _ = sensitivity_solve(_field, solver, controller, zero, one, one / 10, y,
-                                     (model, drive, fixed), max_steps=segments.max_steps,
-                                     constant=(2,))
+        y_end = sensitivity_solve(_field, solver, controller, zero, one, one / 10, y,
+                                  (model, drive, fixed), max_steps=segments.max_steps,
+                                  constant=(2,))
         f_end = model.dynamics(zero, y_end, drive)
         y_end = y_end + _scale_rows(f_end, length - fixed)
         return layer.arrive(jnp.where(going[:, None], y_end, y), k), y_end

@@ -47,6 +47,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
+from ._exact import rowdot
+
 # States kept per solve for reverse mode (diffrax's default is ~sqrt(2 max_steps), 90
 # for 4096). A re-solve between two events rarely takes more than 16 steps (the
 # Izhikevich benchmark batch: 4.7 on average); beyond that, steps are recomputed
@@ -88,13 +90,24 @@ def watched_solve(field, solver, controller, t0, t1, dt0, y0, args, *, max_steps
     times were used, zeros if not."""
     y0 = jnp.asarray(y0)
     tangent = jax.lax.stop_gradient(_direction(y0))
+    (y1, _), result = _solve_to_end(_watched_term(field), solver, controller, t0, t1,
+                                    dt0, (y0, tangent), args, max_steps)
+    return y1, result
+
+
+def _solve_to_end(term, solver, controller, t0, t1, dt0, state0, args, max_steps):
+    """The re-solves' common diffrax call: up to twice the forward pass's
+    `max_steps`, a fixed number of checkpoints, and a final state *times NaN* (every
+    leaf) where the solve did not finish. Returns ``(state1, result)``."""
     sol = diffrax.diffeqsolve(
-        _watched_term(field), solver, t0, t1, dt0, (y0, tangent), args,
-        stepsize_controller=controller, max_steps=2 * max_steps, throw=False,
+        term, solver, t0, t1, dt0, state0, args, stepsize_controller=controller,
+        max_steps=2 * max_steps, throw=False,
         adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=_CHECKPOINTS),
     )
     ok = sol.result == diffrax.RESULTS.successful
-    return sol.ys[0][-1] * jnp.where(ok, 1.0, jnp.nan).astype(y0.dtype), sol.result
+    state1 = jax.tree.map(
+        lambda ys: ys[-1] * jnp.where(ok, 1.0, jnp.nan).astype(ys.dtype), sol.ys)
+    return state1, sol.result
 
 
 def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
@@ -122,12 +135,11 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
     commute with linearisation: the same derivative (that of the discrete solution).
 
     ``args`` is a tuple; the entries at the positions in ``constant`` are held
-    constant (no sensitivities: they must not need a derivative). Returns ``(y1,
-    None)``: a failed solve shows as NaN in ``y1`` (see `watched_solve`).
+    constant (no sensitivities: they must not need a derivative). Returns ``y1``; a
+    failed solve shows as NaN in it and in its derivatives (see `watched_solve`).
     """
     y0 = jnp.asarray(y0)
     n, s = y0.shape
-    dtype = y0.dtype
     spec = tuple(False if i in constant else eqx.is_inexact_array
                  for i in range(len(args)))
     diff, static = eqx.partition(args, spec)
@@ -144,20 +156,18 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
         else:
             dirs.extend(("leaf", i, e) for e in range(leaf.size))
 
-    def arg_tangent(d, leaves_):
-        out = []
-        for i, leaf in enumerate(leaves_):
-            t = jnp.zeros_like(leaf)
-            if d[0] == "leaf" and d[1] == i:
-                t = (jnp.ones_like(leaf) if d[2] is None
-                     else t.reshape(-1).at[d[2]].set(1.0).reshape(leaf.shape))
-            out.append(t)
-        return out
+    def unit(d, i, leaf):  # direction d's tangent of leaf i
+        if d[0] != "leaf" or d[1] != i:
+            return jnp.zeros_like(leaf)
+        if d[2] is None:
+            return jnp.ones_like(leaf)
+        return jnp.zeros(leaf.size, leaf.dtype).at[d[2]].set(1.0).reshape(leaf.shape)
 
     def run(y0, leaves_, t0, t1, dt0, controller, static):
         a = eqx.combine(jax.tree.unflatten(treedef, leaves_), static)
-        arg_ts = [arg_tangent(d, leaves_) for d in dirs]
-        arg_ts = [jnp.stack([t[i] for t in arg_ts]) for i in range(len(leaves_))]
+        # Per leaf, its tangent in every direction (stacked: vmapped below).
+        arg_ts = [jnp.stack([unit(d, i, leaf) for d in dirs])
+                  for i, leaf in enumerate(leaves_)]
         S0 = jnp.stack([jnp.zeros_like(y0).at[:, d[1]].set(1.0) if d[0] == "y"
                         else jnp.zeros_like(y0) for d in dirs])
 
@@ -182,14 +192,9 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
             return base_norm((state[0], state[1]))
 
         ctrl = eqx.tree_at(lambda c: c.norm, controller, norm)
-        sol = diffrax.diffeqsolve(
-            diffrax.ODETerm(augmented), solver, t0, t1, dt0,
-            (y0, _direction(y0), S0), a, stepsize_controller=ctrl,
-            max_steps=2 * max_steps, throw=False,
-            adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=_CHECKPOINTS))
-        ok = sol.result == diffrax.RESULTS.successful
-        nan = jnp.where(ok, 1.0, jnp.nan).astype(dtype)
-        return sol.ys[0][-1] * nan, sol.ys[2][-1] * nan, sol.result
+        (y1, _, S1), _ = _solve_to_end(diffrax.ODETerm(augmented), solver, ctrl, t0, t1,
+                                       dt0, (y0, _direction(y0), S0), a, max_steps)
+        return y1, S1
 
     @eqx.filter_custom_vjp
     def solve(vjp_arg, t0, t1, dt0, controller, static):
@@ -199,13 +204,13 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
     @solve.def_fwd
     def solve_fwd(perturbed, vjp_arg, t0, t1, dt0, controller, static):
         y0, leaves_ = vjp_arg
-        y1, S, _ = run(y0, leaves_, t0, t1, dt0, controller, static)
+        y1, S = run(y0, leaves_, t0, t1, dt0, controller, static)
         return y1, (S, leaves_)
 
     @solve.def_bwd
     def solve_bwd(res, ct, perturbed, vjp_arg, *_):
         S, leaves_ = res
-        proj = jnp.einsum("dns,ns->dn", S, ct)  # per direction, per row
+        proj = rowdot(S, ct)  # (directions, rows)
         ct_y0 = jnp.stack([proj[j] for j, d in enumerate(dirs) if d[0] == "y"], axis=-1)
         ct_leaves = [jnp.zeros_like(leaf) for leaf in leaves_]
         for j, d in enumerate(dirs):
@@ -221,4 +226,4 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
                 ct_leaves[i] = flat.reshape(leaf.shape)
         return ct_y0, ct_leaves
 
-    return solve((y0, leaves), t0, t1, dt0, controller, static), None
+    return solve((y0, leaves), t0, t1, dt0, controller, static)
