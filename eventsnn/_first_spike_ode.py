@@ -382,7 +382,7 @@ def replay(neuron, weights, in_times, record: _Record, current, segments, *,
     controller = segments._controller(current, dtype)
     solver = unrolled(segments.solver)
     t_safe = jnp.where(crossing, t_found, 0.0)
-    zero, one = jnp.zeros((), dtype), jnp.ones((), dtype)
+    zero = jnp.zeros((), dtype)
 
     def interval(y, k):
         firing = crossing & (segment == k)
@@ -394,7 +394,9 @@ def replay(neuron, weights, in_times, record: _Record, current, segments, *,
         # which in float32 was off enough to spoil the derivative with respect to an
         # input time, a difference of two such terms).
         fixed = jax.lax.stop_gradient(length)
-        y_end = sensitivity_solve(_field, solver, controller, zero, one, one / 10, y,
+        # Constant times and no dt0: no run-time check in the program
+        # (`sensitivity_solve`).
+        y_end = sensitivity_solve(_field, solver, controller, 0.0, 1.0, None, y,
                                   (model, drive, fixed), max_steps=segments.max_steps,
                                   constant=(2,))
         f_end = model.dynamics(zero, y_end, drive)

@@ -9,6 +9,7 @@ import jax
 import numpy as np
 
 from . import _validate
+from ._validate import nan_if
 from ._current import as_current
 from ._custom_types import Array, Float, InputTimes
 from ._init import init_weights
@@ -17,7 +18,7 @@ from ._layer import default_max_events, run_layer
 from ._readout import max_membrane
 from ._neuron import AbstractNeuron
 from ._solve import AbstractSegmentSolver, is_loop_free, segment_solver_for
-from ._spikes import RESULTS, Spikes, check
+from ._spikes import RESULTS, Spikes, check, flag_invalid
 
 GRADIENT_MODES = ("eventprop", "autodiff")
 
@@ -140,6 +141,12 @@ class FeedForward(eqx.Module):
         return default_max_events(n_inputs, self.sizes[index], self.max_spikes[index],
                                   self.segments[index].clock)
 
+    def _inputs(self, input_times):
+        """Validated input times in the weights' dtype, and the traced-input flag
+        (`_validate.spike_times`)."""
+        x, invalid = _validate.spike_times(input_times, self.in_size)
+        return x.astype(self.weights[0].dtype), invalid
+
     def _run(self, index, in_times, ts=None):
         """Layer ``index`` on ``in_times``; with ``ts`` also its trajectory."""
         weights = self.weights[index]
@@ -167,13 +174,19 @@ class FeedForward(eqx.Module):
         input channel, ``+inf`` padding (a 1-D array means one spike per channel).
 
         **Returns:** a [`eventsnn.Spikes`][]. Batch with ``jax.vmap(net)(batch)``.
+
+        **Raises:** ``ValueError`` for input times of the wrong shape or dtype, or (when
+        concrete) NaN or negative. Inside ``jit`` the last two cannot raise: such a
+        sample's first layer reports ``RESULTS.invalid_input`` (``es.check`` raises
+        on it) and its bad times count as no spike.
         """
-        x = _validate.spike_times(input_times, self.in_size).astype(self.weights[0].dtype)
+        x, invalid = self._inputs(input_times)
         layers = []
         for index in range(len(self.sizes)):
             spikes, _ = self._run(index, x)
             layers.append(spikes)
             x = spikes.times
+        layers[0] = flag_invalid(layers[0], invalid)
         return Spikes(tuple(layers))
 
     def max_membrane(self, input_times: InputTimes) -> Float[Array, " n_out"]:
@@ -188,15 +201,18 @@ class FeedForward(eqx.Module):
         - `input_times`: as for ``__call__``.
 
         **Returns:** ``Float[Array, "n_out"]``, the maximum of each output neuron's
-        membrane over the trial (threshold and reset ignored).
+        membrane over the trial (threshold and reset ignored); ``NaN`` for a sample
+        whose input times are NaN or negative (under ``jit``; outside it, a
+        ``ValueError``).
 
         **Raises:** ``ValueError`` if the output layer's model cannot use the exact
         flow map (it must be linear with ≤ 2 state variables).
         """
-        x = _validate.spike_times(input_times, self.in_size).astype(self.weights[0].dtype)
+        x, invalid = self._inputs(input_times)
         for index in range(len(self.sizes) - 1):
             x = self._run(index, x)[0].times
-        return max_membrane(self.neurons[-1], self.weights[-1], x, self.t_max)
+        return nan_if(invalid, max_membrane(self.neurons[-1], self.weights[-1], x,
+                                            self.t_max))
 
     def state_at_t(
         self, input_times: InputTimes, ts: Float[Array, " T"], layer: int = -1
@@ -218,13 +234,14 @@ class FeedForward(eqx.Module):
 
         **Raises:** ``RuntimeError`` (outside ``jit``) if a layer up to this one
         overflowed its event budget, since the trajectory would be incomplete; under
-        ``jit`` the missing part is ``NaN``.
+        ``jit`` the missing part is ``NaN``, and so is the whole trajectory of a sample
+        whose input times are NaN or negative.
         """
         n_layers = len(self.sizes)
         if not -n_layers <= layer < n_layers:
             raise ValueError(f"`layer` must be in [-{n_layers}, {n_layers}); got {layer}.")
         layer %= n_layers
-        x = _validate.spike_times(input_times, self.in_size).astype(self.weights[0].dtype)
+        x, invalid = self._inputs(input_times)
         ts = _validate.query_times(ts, self.t_max).astype(x.dtype)
         layers = []
         for index in range(layer):
@@ -238,7 +255,7 @@ class FeedForward(eqx.Module):
             if spikes.result == RESULTS.max_spikes_reached:
                 spikes = eqx.tree_at(lambda s: s.result, spikes, RESULTS.successful)
             check(Spikes((*layers, spikes)))
-        return traj
+        return nan_if(invalid, traj)
 
 
 def _per_layer(value, name: str, n_layers: int, allow_none: bool = False) -> tuple:

@@ -8,7 +8,7 @@ from ._custom_types import Array, Float
 from ._layer import default_max_events, run_layer
 from ._neuron import AbstractNeuron
 from ._solve import segment_solver_for
-from ._spikes import LayerSpikes
+from ._spikes import LayerSpikes, flag_invalid
 
 
 def simulate(
@@ -42,7 +42,9 @@ def simulate(
     - `solver`: as for [`eventsnn.FeedForward`][].
 
     **Returns:** ``(spikes, trajectory)``: a [`eventsnn.LayerSpikes`][] and, if `ts`
-    was given, ``Float[Array, "n len(ts) state"]`` (else ``None``).
+    was given, ``Float[Array, "n len(ts) state"]`` (else ``None``). Input times that
+    are NaN or negative raise ``ValueError``; inside ``jit``, where they cannot, the
+    result is ``RESULTS.invalid_input`` and the trajectory ``NaN``.
 
     ```python
     spikes, v = es.simulate(es.LIF(), 1, t_max=100.0, current=1.5,
@@ -54,6 +56,7 @@ def simulate(
     max_spikes = _validate.positive_int(max_spikes, "max_spikes")
     neuron.check_state()
     dtype = jnp.zeros(()).dtype
+    invalid = None
     if input_times is None:
         if weights is not None:
             raise ValueError("`weights` was given without `input_times`.")
@@ -67,7 +70,8 @@ def simulate(
             raise ValueError(
                 f"`weights` must have shape (n_in, n={n}); got {weights.shape}."
             )
-        input_times = _validate.spike_times(input_times, weights.shape[0]).astype(dtype)
+        input_times, invalid = _validate.spike_times(input_times, weights.shape[0])
+        input_times = input_times.astype(dtype)
     drive = as_current(current, n, dtype)
     if ts is not None:
         ts = _validate.query_times(ts, t_max).astype(dtype)
@@ -78,4 +82,5 @@ def simulate(
         neuron, weights, input_times, drive, segments,
         t_max=t_max, max_spikes=max_spikes, max_events=max_events, ts=ts,
     )
-    return spikes, trajectory
+    trajectory = None if trajectory is None else _validate.nan_if(invalid, trajectory)
+    return flag_invalid(spikes, invalid), trajectory

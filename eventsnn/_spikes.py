@@ -23,6 +23,11 @@ class RESULTS(eqx.Enumeration):
         "The ODE solver failed between two events (step limit reached or the state "
         "became non-finite). Loosen the tolerances, raise `max_steps` or check the model."
     )
+    invalid_input = (
+        "Some input spike times were NaN or negative (found inside `jit`, where they "
+        "cannot raise at call time; outside it they raise ValueError). They were "
+        "taken as 'no spike'. Mark 'no spike' with +inf; spike times must be >= 0."
+    )
 
 
 class LayerSpikes(eqx.Module):
@@ -90,6 +95,15 @@ class Spikes(eqx.Module):
         return jnp.stack([~layer.ok for layer in self.layers], axis=-1)
 
 
+def flag_invalid(layer: LayerSpikes, invalid) -> LayerSpikes:
+    """``layer`` with its result set to ``invalid_input`` where ``invalid`` (the flag
+    of traced input times from `_validate.spike_times`; ``None``: nothing to flag)."""
+    if invalid is None:
+        return layer
+    result = RESULTS.where(invalid, RESULTS.invalid_input, layer.result)
+    return eqx.tree_at(lambda s: s.result, layer, result)
+
+
 def check(result: "Spikes | LayerSpikes") -> "Spikes | LayerSpikes":
     """Raise ``RuntimeError`` if any layer of any sample did not finish cleanly.
 
@@ -109,7 +123,8 @@ def check(result: "Spikes | LayerSpikes") -> "Spikes | LayerSpikes":
     problems = []
     for index, layer in enumerate(layers):
         codes = np.asarray(layer.result._value).reshape(-1)
-        for name in ("max_events_reached", "max_spikes_reached", "solver_failed"):
+        for name in ("invalid_input", "max_events_reached", "max_spikes_reached",
+                     "solver_failed"):
             bad = int(np.sum(codes == getattr(RESULTS, name)._value))
             if bad:
                 message = RESULTS[getattr(RESULTS, name)]

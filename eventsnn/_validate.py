@@ -1,8 +1,11 @@
 """Checks of user input, with messages that name the argument, what was expected and
-what came. Concrete values are checked eagerly (``ValueError``); traced values inside
-``jit`` are checked at run time with ``eqx.error_if``."""
+what came. Concrete values are checked eagerly (``ValueError``). Traced spike times
+(inside ``jit``) cannot raise at call time; they come back with a flag per sample that
+the caller turns into the result ``RESULTS.invalid_input``. A flag rather than
+``eqx.error_if``: a run-time error is a host callback, and a compiled program with a
+callback can neither go into JAX's persistent compilation cache nor run on an
+accelerator without a round trip to the host."""
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -12,8 +15,11 @@ def is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
-def spike_times(x, in_size: int, name: str = "input_times") -> jax.Array:
-    """Validate input spike times; returns a ``(in_size, K)`` float array.
+def spike_times(x, in_size: int, name: str = "input_times"):
+    """Validate input spike times. Returns ``(times, invalid)``: the times as a
+    ``(in_size, K)`` float array and, for traced times, a boolean scalar that is true
+    where some time is NaN or negative (those entries become ``+inf``, no spike); for
+    concrete times, which are checked here, ``invalid`` is ``None``.
 
     A 1-D array of length ``in_size`` is taken as one spike per channel.
     """
@@ -33,17 +39,31 @@ def spike_times(x, in_size: int, name: str = "input_times") -> jax.Array:
             "jax.vmap(net)(batch)."
         )
     if not is_traced(x):
-        values = np.asarray(x)
-        if np.isnan(values).any():
-            raise ValueError(f"`{name}` contains NaN; use +inf to mark 'no spike'.")
-        if (values < 0).any():
-            raise ValueError(
-                f"`{name}` contains negative times (min {values.min()}); spike times "
-                "must be >= 0 (the simulation starts at t = 0)."
-            )
-        return jnp.asarray(x)
-    x = eqx.error_if(x, jnp.isnan(x).any(), f"`{name}` contains NaN.")
-    return eqx.error_if(x, (x < 0).any(), f"`{name}` contains negative times.")
+        spike_time_values(x, name)
+        return jnp.asarray(x), None
+    bad = jnp.isnan(x) | (x < 0)
+    return jnp.where(bad, jnp.inf, x), jnp.any(bad)
+
+
+def nan_if(invalid, x):
+    """``x``, or ``NaN`` of its shape where ``invalid`` (the traced-input flag of
+    `spike_times`; ``None``: unchanged)."""
+    if invalid is None:
+        return x
+    return jnp.where(invalid, jnp.nan, x)
+
+
+def spike_time_values(values, name: str) -> None:
+    """``ValueError`` if concrete spike times (any shape) hold NaN or negative
+    values."""
+    values = np.asarray(values)
+    if np.isnan(values).any():
+        raise ValueError(f"`{name}` contains NaN; use +inf to mark 'no spike'.")
+    if (values < 0).any():
+        raise ValueError(
+            f"`{name}` contains negative times (min {values.min()}); spike times "
+            "must be >= 0 (the simulation starts at t = 0)."
+        )
 
 
 def query_times(ts, t_max: float, name: str = "ts") -> jax.Array:

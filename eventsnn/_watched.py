@@ -46,6 +46,7 @@ import diffrax
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._exact import rowdot
 
@@ -134,7 +135,12 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
     takes one direction per element. Same steps as `watched_solve`, and RK steps
     commute with linearisation: the same derivative (that of the discrete solution).
 
-    ``args`` is a tuple; the entries at the positions in ``constant`` are held
+    ``t0`` and ``t1`` may be Python floats (constants of the compiled program, in the
+    state's dtype). With ``dt0=None`` the controller picks the first step; a given
+    ``dt0`` makes diffrax check the sign of ``(t1 - t0) * dt0`` by a run-time error
+    (a host callback, which keeps the program out of JAX's persistent compilation
+    cache) unless all three are Python floats. ``args`` is a tuple; the entries at
+    the positions in ``constant`` are held
     constant (no sensitivities: they must not need a derivative). Returns ``y1``; a
     failed solve shows as NaN in it and in its derivatives (see `watched_solve`).
     """
@@ -192,6 +198,8 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
             return base_norm((state[0], state[1]))
 
         ctrl = eqx.tree_at(lambda c: c.norm, controller, norm)
+        t0, t1 = (np.asarray(t, y0.dtype) if isinstance(t, float) else t
+                  for t in (t0, t1))
         (y1, _, S1), _ = _solve_to_end(diffrax.ODETerm(augmented), solver, ctrl, t0, t1,
                                        dt0, (y0, _direction(y0), S0), a, max_steps)
         return y1, S1

@@ -55,7 +55,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from . import losses
+from . import _validate, losses
 from ._init import firing_weight
 from ._network import FeedForward
 from ._readout import max_membrane
@@ -199,7 +199,10 @@ def _arrays(net: FeedForward):
 
 
 def _as_dataset(data) -> Dataset:
+    """``data`` as a Dataset, its spike times checked here (NaN or negative:
+    ``ValueError``), since inside the compiled steps they could only be flagged."""
     if isinstance(data, Dataset):
+        _validate.spike_time_values(data.inputs, f"{data.name}.inputs")
         return data
     try:
         inputs, labels = data
@@ -208,6 +211,7 @@ def _as_dataset(data) -> Dataset:
             "`data` must be an eventsnn.datasets.Dataset or a pair (inputs, labels)."
         ) from None
     inputs, labels = np.asarray(inputs), np.asarray(labels)
+    _validate.spike_time_values(inputs, "inputs")
     return Dataset(inputs=inputs, labels=labels, features=np.zeros((len(labels), 0)),
                    classes=tuple(str(k) for k in range(int(labels.max()) + 1)),
                    name="data")

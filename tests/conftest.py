@@ -27,6 +27,13 @@ _FAST_COMPILE = ("--xla_backend_optimization_level=0 "
 if _FAST_COMPILE not in os.environ.get("XLA_FLAGS", ""):
     os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_FAST_COMPILE}"
 
+# The command line keeps compiled programs in ~/.cache/eventsnn/xla by default; the
+# suite (and the subprocesses it starts) write theirs into a folder of its own.
+if "eventsnn-tests" not in os.environ.get("XDG_CACHE_HOME", ""):
+    import tempfile
+
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="eventsnn-tests-")
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

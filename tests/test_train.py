@@ -157,6 +157,16 @@ def test_train_all_parameters_and_bad_input(data):
                      loss, optax.adam(1e-2), train, progress=False)
     with pytest.raises(ValueError, match="train"):
         es.train.fit(net, loss, optax.adam(1e-2), train, train="biases")
+    # Spike times are checked before anything compiles (inside the compiled steps a
+    # NaN or negative time could only be flagged).
+    for value, said in ((np.nan, "NaN"), (-2.0, "negative")):
+        bad = np.array(train.inputs)
+        bad[3, 1, 0] = value
+        with pytest.raises(ValueError, match=said):
+            es.train.fit(net, loss, optax.adam(1e-2), (bad, train.labels),
+                         progress=False)
+        with pytest.raises(ValueError, match=said):
+            es.train.evaluate(net, (bad, train.labels))
 
 
 def test_silent_network_is_bumped_until_it_fires(data):
@@ -256,10 +266,15 @@ def test_cli_train_smoke(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "eventsnn", "train", "yin-yang", "--hidden", "10",
          "--epochs", "1", "--train-size", "64", "--batch-size", "32", "--no-progress",
-         "--out", str(tmp_path), "--dtype", "float64"],
+         "--out", str(tmp_path), "--dtype", "float64",
+         "--compile-cache", str(tmp_path / "cache")],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # The training step went into the persistent compilation cache (a program with a
+    # host callback, such as eqx.error_if, would have been compiled but not stored).
+    stored = [p.name for p in (tmp_path / "cache").iterdir()]
+    assert any(name.startswith("jit__train_step") for name in stored), stored
     text = proc.stdout
     assert "epoch 1: train loss" in text
     accuracy = float(text.strip().splitlines()[-1].split("test accuracy:")[1])

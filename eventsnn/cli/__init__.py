@@ -9,6 +9,10 @@ python -m eventsnn train --help
 Each subcommand is one entry of `COMMANDS`: a function that adds its arguments to an
 ``argparse`` parser and a function that runs it and returns the exit status. To add a
 subcommand, write those two functions in a module of this package and add one entry.
+
+Every subcommand keeps its compiled programs in JAX's persistent compilation cache
+(``--compile-cache DIR``, default ``~/.cache/eventsnn/xla``; ``--no-compile-cache``):
+a second run with the same shapes and settings loads them instead of compiling.
 """
 
 import argparse
@@ -17,6 +21,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
+from ._common import compile_cache_arguments, use_compile_cache
 from .simulate import _simulate, _simulate_arguments, demo_input as demo_input
 from .train import _train, _train_arguments
 
@@ -52,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, command in COMMANDS.items():
         sub = subparsers.add_parser(name, help=command.help, description=command.help)
         command.add_arguments(sub)
+        compile_cache_arguments(sub)
         sub.set_defaults(run=command.run)
     return parser
 
@@ -64,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     **Returns:** the exit status (``0`` on success).
     """
     args = build_parser().parse_args(argv)
+    use_compile_cache(args)
     return args.run(args)
 
 
