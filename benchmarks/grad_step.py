@@ -50,6 +50,7 @@ import jax.numpy as jnp
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 import _peers as P  # noqa: E402
+from report import cached  # noqa: E402
 
 NAME = "grad_step"
 
@@ -159,12 +160,6 @@ def main(argv=None) -> dict:
     print("\n" + summary(result["rows"]))
     C.write_json(NAME, result, args.out)
     return result
-
-
-def cached(row) -> str:
-    if row.get("cached_compile_s") is None:
-        return "not cacheable" if "cached_compile_s" in row else "not measured"
-    return C.fmt_s(row["cached_compile_s"])
 
 
 def summary(rows: list[dict]) -> str:

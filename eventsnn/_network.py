@@ -9,7 +9,6 @@ import jax
 import numpy as np
 
 from . import _validate
-from ._validate import nan_if
 from ._current import as_current
 from ._custom_types import Array, Float, InputTimes
 from ._init import init_weights
@@ -211,8 +210,8 @@ class FeedForward(eqx.Module):
         x, invalid = self._inputs(input_times)
         for index in range(len(self.sizes) - 1):
             x = self._run(index, x)[0].times
-        return nan_if(invalid, max_membrane(self.neurons[-1], self.weights[-1], x,
-                                            self.t_max))
+        peak = max_membrane(self.neurons[-1], self.weights[-1], x, self.t_max)
+        return _validate.nan_if(invalid, peak)
 
     def state_at_t(
         self, input_times: InputTimes, ts: Float[Array, " T"], layer: int = -1
@@ -255,7 +254,7 @@ class FeedForward(eqx.Module):
             if spikes.result == RESULTS.max_spikes_reached:
                 spikes = eqx.tree_at(lambda s: s.result, spikes, RESULTS.successful)
             check(Spikes((*layers, spikes)))
-        return nan_if(invalid, traj)
+        return _validate.nan_if(invalid, traj)
 
 
 def _per_layer(value, name: str, n_layers: int, allow_none: bool = False) -> tuple:

@@ -136,11 +136,10 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
     commute with linearisation: the same derivative (that of the discrete solution).
 
     ``t0`` and ``t1`` may be Python floats (constants of the compiled program, in the
-    state's dtype). With ``dt0=None`` the controller picks the first step; a given
-    ``dt0`` makes diffrax check the sign of ``(t1 - t0) * dt0`` by a run-time error
-    (a host callback, which keeps the program out of JAX's persistent compilation
-    cache) unless all three are Python floats. ``args`` is a tuple; the entries at
-    the positions in ``constant`` are held
+    state's dtype). Pass ``dt0=None`` (the controller picks the first step): a given
+    ``dt0`` makes diffrax check the sign of ``(t1 - t0) * dt0`` by a run-time error,
+    a host callback, which keeps the program out of JAX's persistent compilation
+    cache. ``args`` is a tuple; the entries at the positions in ``constant`` are held
     constant (no sensitivities: they must not need a derivative). Returns ``y1``; a
     failed solve shows as NaN in it and in its derivatives (see `watched_solve`).
     """
