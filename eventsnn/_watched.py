@@ -128,12 +128,15 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
     Here the step decisions are made once: the solve carries, besides the state and
     the watched tangent (which alone steer the step size, as before), the
     derivatives of the state with respect to each state column of ``y0`` and to
-    each floating-point leaf of ``args``; the reverse pass contracts them with the
-    cotangent. Rows (neurons) do not interact in the field, so one direction per
-    state column serves all rows, and so does one per leaf that is a scalar or has
-    one value per row (`param`: "scalar or one value per neuron"); any other leaf
-    takes one direction per element. Same steps as `watched_solve`, and RK steps
-    commute with linearisation: the same derivative (that of the discrete solution).
+    each floating-point leaf of ``args``, for those of them that are differentiated
+    (training only the weights needs the state columns alone); the reverse pass
+    contracts them with the cotangent. Without a derivative the solve carries only
+    the state and the tangent, and takes the same steps. Rows (neurons) do not
+    interact in the field, so one direction per state column serves all rows, and
+    so does one per leaf that is a scalar or has one value per row (`param`:
+    "scalar or one value per neuron"); any other leaf takes one direction per
+    element. Same steps as `watched_solve`, and RK steps commute with
+    linearisation: the same derivative (that of the discrete solution).
 
     ``t0`` and ``t1`` may be Python floats (constants of the compiled program, in the
     state's dtype). Pass ``dt0=None`` (the controller picks the first step): a given
@@ -151,15 +154,22 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
     leaves, treedef = jax.tree.flatten(diff)
 
     # Directions: ("y", state column) or ("leaf", leaf index, element; None: all).
+    # Only what is differentiated gets one (`perturbed`): training the weights alone
+    # needs the state columns and nothing else.
     def per_row(leaf):
         return leaf.ndim == 0 or leaf.shape == (n,)
 
-    dirs = [("y", c) for c in range(s)]
-    for i, leaf in enumerate(leaves):
-        if per_row(leaf):
-            dirs.append(("leaf", i, None))
-        else:
-            dirs.extend(("leaf", i, e) for e in range(leaf.size))
+    def directions(perturbed):
+        y_perturbed, leaf_perturbed = perturbed
+        dirs = [("y", c) for c in range(s)] if y_perturbed else []
+        for i, leaf in enumerate(leaves):
+            if not leaf_perturbed[i]:
+                continue
+            if per_row(leaf):
+                dirs.append(("leaf", i, None))
+            else:
+                dirs.extend(("leaf", i, e) for e in range(leaf.size))
+        return dirs
 
     def unit(d, i, leaf):  # direction d's tangent of leaf i
         if d[0] != "leaf" or d[1] != i:
@@ -168,16 +178,19 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
             return jnp.ones_like(leaf)
         return jnp.zeros(leaf.size, leaf.dtype).at[d[2]].set(1.0).reshape(leaf.shape)
 
-    def run(y0, leaves_, t0, t1, dt0, controller, static):
+    def run(y0, leaves_, t0, t1, dt0, controller, static, dirs):
+        """The solve; with `dirs`, also the sensitivities in those directions (else
+        only the state and the watched tangent, for the same steps)."""
         a = eqx.combine(jax.tree.unflatten(treedef, leaves_), static)
-        # Per leaf, its tangent in every direction (stacked: vmapped below).
-        arg_ts = [jnp.stack([unit(d, i, leaf) for d in dirs])
-                  for i, leaf in enumerate(leaves_)]
-        S0 = jnp.stack([jnp.zeros_like(y0).at[:, d[1]].set(1.0) if d[0] == "y"
-                        else jnp.zeros_like(y0) for d in dirs])
+        if dirs:
+            # Per leaf, its tangent in every direction (stacked: vmapped below).
+            arg_ts = [jnp.stack([unit(d, i, leaf) for d in dirs])
+                      for i, leaf in enumerate(leaves_)]
+            S0 = jnp.stack([jnp.zeros_like(y0).at[:, d[1]].set(1.0) if d[0] == "y"
+                            else jnp.zeros_like(y0) for d in dirs])
 
         def augmented(t, state, a):
-            y, tangent, S = state
+            y, tangent = state[:2]
             lv, st = eqx.partition(a, spec)
             lv = jax.tree.leaves(lv)
 
@@ -188,8 +201,9 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
             # every sensitivity direction.
             f, lin = jax.linearize(g, y, lv)
             df = lin(tangent, [jnp.zeros_like(leaf) for leaf in lv])
-            dS = jax.vmap(lin)(S, arg_ts)
-            return f, df, dS
+            if not dirs:
+                return f, df
+            return f, df, jax.vmap(lin)(state[2], arg_ts)
 
         base_norm = controller.norm
 
@@ -199,27 +213,32 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
         ctrl = eqx.tree_at(lambda c: c.norm, controller, norm)
         t0, t1 = (np.asarray(t, y0.dtype) if isinstance(t, float) else t
                   for t in (t0, t1))
-        (y1, _, S1), _ = _solve_to_end(diffrax.ODETerm(augmented), solver, ctrl, t0, t1,
-                                       dt0, (y0, _direction(y0), S0), a, max_steps)
-        return y1, S1
+        state0 = (y0, _direction(y0)) + ((S0,) if dirs else ())
+        state1, _ = _solve_to_end(diffrax.ODETerm(augmented), solver, ctrl, t0, t1,
+                                  dt0, state0, a, max_steps)
+        return state1[0], (state1[2] if dirs else None)
 
     @eqx.filter_custom_vjp
     def solve(vjp_arg, t0, t1, dt0, controller, static):
         y0, leaves_ = vjp_arg
-        return run(y0, leaves_, t0, t1, dt0, controller, static)[0]
+        return run(y0, leaves_, t0, t1, dt0, controller, static, None)[0]
 
     @solve.def_fwd
     def solve_fwd(perturbed, vjp_arg, t0, t1, dt0, controller, static):
         y0, leaves_ = vjp_arg
-        y1, S = run(y0, leaves_, t0, t1, dt0, controller, static)
-        return y1, (S, leaves_)
+        return run(y0, leaves_, t0, t1, dt0, controller, static, directions(perturbed))
 
     @solve.def_bwd
-    def solve_bwd(res, ct, perturbed, vjp_arg, *_):
-        S, leaves_ = res
+    def solve_bwd(S, ct, perturbed, vjp_arg, *_):
+        y0, leaves_ = vjp_arg
+        dirs = directions(perturbed)
         proj = rowdot(S, ct)  # (directions, rows)
-        ct_y0 = jnp.stack([proj[j] for j, d in enumerate(dirs) if d[0] == "y"], axis=-1)
-        ct_leaves = [jnp.zeros_like(leaf) for leaf in leaves_]
+        ct_y0 = None
+        if perturbed[0]:
+            ct_y0 = jnp.stack([proj[j] for j, d in enumerate(dirs) if d[0] == "y"],
+                              axis=-1)
+        ct_leaves = [jnp.zeros_like(leaf) if p else None
+                     for leaf, p in zip(leaves_, perturbed[1])]
         for j, d in enumerate(dirs):
             if d[0] != "leaf":
                 continue

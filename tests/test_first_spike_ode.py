@@ -154,6 +154,34 @@ def test_gradients_match_finite_differences():
             rtol=1e-5, atol=1e-7)
 
 
+def test_gradients_of_some_arguments_only_are_the_same():
+    """The replay's re-solves carry sensitivities only for what is differentiated
+    (`_watched.sensitivity_solve`; training the weights alone needs the state
+    columns only). The weight gradients alone, and the neuron-parameter gradients
+    alone (no state direction at all in the first layer), equal those of the
+    gradient with respect to everything (same solver steps, so to rounding)."""
+    x = batch()
+    net = network("EIF", True)  # (QIF's outputs stay silent on this batch)
+    _, (g_all, _) = spikes_and_grads(net, x)
+
+    @jax.jit
+    def partial_grads(weights, neurons):
+        def loss(weights, neurons):
+            moved = eqx.tree_at(lambda n: (n.weights, n.neurons), net, (weights, neurons))
+            return first_spike_loss_of(jax.vmap(moved)(x))
+
+        return (jax.grad(loss, argnums=0)(weights, neurons),
+                jax.grad(loss, argnums=1)(weights, neurons))
+
+    g_weights, g_neurons = partial_grads(net.weights, net.neurons)
+    assert all(np.any(np.asarray(g) != 0) for g in g_all.weights)
+    leaves = jax.tree.leaves(g_all.neurons)
+    assert sum(bool(np.any(np.asarray(g) != 0)) for g in leaves) >= 6
+    for a, b in [*zip(g_weights, g_all.weights),
+                 *zip(jax.tree.leaves(g_neurons), leaves)]:
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
 def test_float32():
     """The user default: float32 runs, agrees with float64 to float32 accuracy (a
     crossing at a shallow slope turns rounding into time) and gives finite
