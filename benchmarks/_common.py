@@ -278,31 +278,35 @@ def _cache_entries() -> int | None:
     return len(os.listdir(_CACHE_DIR))
 
 
-def measure(fn: Callable, args: tuple, repeats: int = 5) -> tuple[dict, Any]:
+def measure(fn: Callable, args: tuple, repeats: int = 5, *,
+            cached: bool = True) -> tuple[dict, Any]:
     """Compile time and steady-state time of ``fn(*args)``; also its output.
 
     ``compile_s``: ahead-of-time ``jax.jit(fn).lower(*args).compile()`` (tracing,
     lowering and XLA compilation), separate from any run. ``cached_compile_s``: the
     same again after ``jax.clear_caches()``, served by JAX's persistent compilation
-    cache (`use_compile_cache`); ``None`` where the program was not stored (the cache
-    is off, or the program has host callbacks, which JAX does not store). Then one
-    warm-up call, then
+    cache (`use_compile_cache`); ``None`` where the program was not stored (it has
+    host callbacks, which JAX does not store). The key is absent where this was not
+    measured: the cache is off, or `cached` is false (the smoke runs time it for one
+    program only, since it costs another tracing). Then one warm-up call, then
     ``repeats`` (>= 5) timed calls, each synchronised with ``block_until_ready``;
     ``median_s`` is the steady-state time.
     """
     repeats = max(int(repeats), 5)
-    stored = _cache_entries()
+    stored = _cache_entries() if cached else None
     start = time.perf_counter()
     compiled = jax.jit(fn).lower(*args).compile()
     compile_s = time.perf_counter() - start
-    cached_s = None
+    extra = {}
+    if stored is not None:
+        extra["cached_compile_s"] = None
     if stored is not None and _cache_entries() > stored:
         # The program went into the persistent cache: time what a second run of the
         # same script pays (tracing and lowering again, then a load from disk).
         jax.clear_caches()
         start = time.perf_counter()
         jax.jit(fn).lower(*args).compile()
-        cached_s = time.perf_counter() - start
+        extra["cached_compile_s"] = time.perf_counter() - start
     start = time.perf_counter()
     output = jax.block_until_ready(compiled(*args))
     first_s = time.perf_counter() - start
@@ -313,7 +317,7 @@ def measure(fn: Callable, args: tuple, repeats: int = 5) -> tuple[dict, Any]:
         times.append(time.perf_counter() - start)
     stats = {
         "compile_s": compile_s,
-        "cached_compile_s": cached_s,
+        **extra,
         "first_call_s": first_s,
         "median_s": statistics.median(times),
         "min_s": min(times),
