@@ -167,7 +167,8 @@ def test_gradients_of_some_arguments_only_are_the_same():
     @jax.jit
     def partial_grads(weights, neurons):
         def loss(weights, neurons):
-            moved = eqx.tree_at(lambda n: (n.weights, n.neurons), net, (weights, neurons))
+            moved = eqx.tree_at(lambda n: (n.weights, n.neurons), net,
+                                (weights, neurons))
             return first_spike_loss_of(jax.vmap(moved)(x))
 
         return (jax.grad(loss, argnums=0)(weights, neurons),
