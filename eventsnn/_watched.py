@@ -230,7 +230,7 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
 
     @solve.def_bwd
     def solve_bwd(S, ct, perturbed, vjp_arg, *_):
-        y0, leaves_ = vjp_arg
+        _, leaves_ = vjp_arg
         dirs = directions(perturbed)
         proj = rowdot(S, ct)  # (directions, rows)
         ct_y0 = None
