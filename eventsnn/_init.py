@@ -15,6 +15,7 @@ threshold is not the spike-detection level) by measuring instead of deriving it.
 
 import warnings
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -37,20 +38,25 @@ def firing_weight(neuron: AbstractNeuron, t_max: float) -> float:
     failed probes count as unknown, not as silent. Warns and returns ``1.0`` if no
     probe fires. A model with one value per neuron of a parameter is probed with
     the mean of those values (a typical neuron of the population).
+
+    The probe is compiled once per model structure and dtype (``t_max`` and the
+    parameter values are data), and its answer is remembered per model, parameter
+    values, ``t_max`` and dtype: building several layers or networks of one model
+    measures it once.
     """
     dtype = jnp.zeros(()).dtype
     neuron = jax.tree.map(lambda a: jnp.mean(a) if jnp.ndim(a) else a, neuron)
-    segments = segment_solver_for(neuron, None, True)
-    current = as_current(None, 1, dtype)
-
-    def probe(weight):
-        spikes, _, _ = run_layer(
-            neuron, jnp.reshape(weight, (1, 1)), jnp.zeros((1, 1), dtype), current,
-            segments, t_max=t_max, max_spikes=1, max_events=4,
-        )
-        return spikes.first[0], spikes.result == RESULTS.successful
-
-    first, ok = jax.vmap(probe)(jnp.asarray(_PROBES, dtype))
+    params, static = eqx.partition(neuron, eqx.is_array)
+    values = tuple((str(a.dtype), np.asarray(a).tobytes())
+                   for a in jax.tree.leaves(params))
+    key = (static, jax.tree.structure(params), values, float(t_max), str(dtype))
+    try:
+        known = _MEASURED.get(key)
+    except TypeError:  # a static field that cannot be hashed: measure every time
+        key, known = None, None
+    if known is not None:
+        return known
+    first, ok = _probe(neuron, jnp.asarray(t_max, dtype))
     fired = np.isfinite(np.asarray(first)) & np.asarray(ok)
     if not fired.any():
         warnings.warn(
@@ -61,7 +67,30 @@ def firing_weight(neuron: AbstractNeuron, t_max: float) -> float:
             stacklevel=3,
         )
         return 1.0
-    return float(_PROBES[np.argmax(fired)])
+    w_fire = float(_PROBES[np.argmax(fired)])
+    if key is not None:
+        _MEASURED[key] = w_fire
+    return w_fire
+
+
+_MEASURED: dict = {}  # firing_weight's answers (a few per process)
+
+
+@eqx.filter_jit
+def _probe(neuron, t_max):
+    """First spike time and success of each probe weight (one sample each)."""
+    dtype = t_max.dtype
+    segments = segment_solver_for(neuron, None, True)
+    current = as_current(None, 1, dtype)
+
+    def probe(weight):
+        spikes, _, _ = run_layer(
+            neuron, jnp.reshape(weight, (1, 1)), jnp.zeros((1, 1), dtype), current,
+            segments, t_max=t_max, max_spikes=1, max_events=4,
+        )
+        return spikes.first[0], spikes.result == RESULTS.successful
+
+    return jax.vmap(probe)(jnp.asarray(_PROBES, dtype))
 
 
 def init_weights(

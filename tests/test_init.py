@@ -1,0 +1,48 @@
+"""Weight initialisation: the measured firing weight (`eventsnn._init.firing_weight`)
+against the LIF's closed form, and its cost: one compiled probe per model structure."""
+
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+import eventsnn as es
+from eventsnn import _init
+
+jax.config.update("jax_enable_x64", True)
+
+
+def lif_weight_needed(tau_mem, tau_syn, threshold, t_max):
+    """The weight of one input spike at t = 0 whose membrane response
+    ``w τs/(τm - τs) (e^{-t/τm} - e^{-t/τs})`` just reaches `threshold` before `t_max`
+    (at its peak, or at `t_max` if the peak comes later)."""
+    t_peak = tau_mem * tau_syn / (tau_mem - tau_syn) * np.log(tau_mem / tau_syn)
+    t = min(t_peak, t_max)
+    kernel = tau_syn / (tau_mem - tau_syn) * (np.exp(-t / tau_mem) - np.exp(-t / tau_syn))
+    return threshold / kernel
+
+
+@pytest.mark.parametrize("tau_syn, threshold, t_max", [
+    (5.0, 1.0, 25.0),  # the peak (at 9.2 ms) inside the window
+    (5.0, 1.0, 3.0),  # the window ends before the peak: a larger weight
+    (4.0, 0.5, 30.0),
+])
+def test_lif_firing_weight_is_the_closed_form_one_on_the_probe_grid(
+        tau_syn, threshold, t_max):
+    w = _init.firing_weight(es.LIF(tau_syn=tau_syn, threshold=threshold), t_max)
+    needed = lif_weight_needed(20.0, tau_syn, threshold, t_max)
+    assert w == _init._PROBES[np.searchsorted(_init._PROBES, needed)]
+
+
+def test_probe_compiles_once_per_model_structure(caplog):
+    """Another ``t_max`` or other parameter values reuse the compiled probe (they
+    are data), and a repeated question is answered from memory."""
+    _init.firing_weight(es.EIF(), 25.0)
+    with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+        again = _init.firing_weight(es.EIF(), 25.0)
+        other = _init.firing_weight(es.EIF(v_thresh=1.5), 12.0)
+    compiled = [r.getMessage() for r in caplog.records if "Compiling" in r.getMessage()]
+    assert compiled == []
+    assert again == _init.firing_weight(es.EIF(), 25.0)
+    assert other > again  # a higher threshold and a shorter window: a larger weight
