@@ -19,7 +19,8 @@ def lif_weight_needed(tau_mem, tau_syn, threshold, t_max):
     (at its peak, or at `t_max` if the peak comes later)."""
     t_peak = tau_mem * tau_syn / (tau_mem - tau_syn) * np.log(tau_mem / tau_syn)
     t = min(t_peak, t_max)
-    kernel = tau_syn / (tau_mem - tau_syn) * (np.exp(-t / tau_mem) - np.exp(-t / tau_syn))
+    decay = np.exp(-t / tau_mem) - np.exp(-t / tau_syn)
+    kernel = tau_syn / (tau_mem - tau_syn) * decay
     return threshold / kernel
 
 
