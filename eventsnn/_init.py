@@ -39,23 +39,12 @@ def firing_weight(neuron: AbstractNeuron, t_max: float) -> float:
     probe fires. A model with one value per neuron of a parameter is probed with
     the mean of those values (a typical neuron of the population).
 
-    The probe is compiled once per model structure and dtype (``t_max`` and the
-    parameter values are data), and its answer is remembered per model, parameter
-    values, ``t_max`` and dtype: building several layers or networks of one model
-    measures it once.
+    The probe is compiled once per model structure and dtype: ``t_max`` and the
+    parameter values are data, so building further layers or networks of a model
+    only runs it (milliseconds).
     """
     dtype = jnp.zeros(()).dtype
     neuron = jax.tree.map(lambda a: jnp.mean(a) if jnp.ndim(a) else a, neuron)
-    params, static = eqx.partition(neuron, eqx.is_array)
-    values = tuple((str(a.dtype), np.asarray(a).tobytes())
-                   for a in jax.tree.leaves(params))
-    key = (static, jax.tree.structure(params), values, float(t_max), str(dtype))
-    try:
-        known = _MEASURED.get(key)
-    except TypeError:  # a static field that cannot be hashed: measure every time
-        key, known = None, None
-    if known is not None:
-        return known
     first, ok = _probe(neuron, jnp.asarray(t_max, dtype))
     fired = np.isfinite(np.asarray(first)) & np.asarray(ok)
     if not fired.any():
@@ -67,13 +56,7 @@ def firing_weight(neuron: AbstractNeuron, t_max: float) -> float:
             stacklevel=3,
         )
         return 1.0
-    w_fire = float(_PROBES[np.argmax(fired)])
-    if key is not None:
-        _MEASURED[key] = w_fire
-    return w_fire
-
-
-_MEASURED: dict = {}  # firing_weight's answers (a few per process)
+    return float(_PROBES[np.argmax(fired)])
 
 
 @eqx.filter_jit

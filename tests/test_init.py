@@ -37,8 +37,8 @@ def test_lif_firing_weight_is_the_closed_form_one_on_the_probe_grid(
 
 
 def test_probe_compiles_once_per_model_structure(caplog):
-    """Another ``t_max`` or other parameter values reuse the compiled probe (they
-    are data), and a repeated question is answered from memory."""
+    """A repeated question, another ``t_max`` or other parameter values reuse the
+    compiled probe (they are data)."""
     _init.firing_weight(es.EIF(), 25.0)
     with jax.log_compiles(True), caplog.at_level(logging.WARNING):
         again = _init.firing_weight(es.EIF(), 25.0)
