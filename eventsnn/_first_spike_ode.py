@@ -22,10 +22,10 @@ sample). Here the population is integrated once from input spike to input spike:
    `_adjoint.with_replay_gradient`, shared with the event loop): the backward pass
    replays the layer differentiably, one solve of the rescaled population per input
    interval, each neuron integrated to the interval's end, to its own spike, or not
-   at all (done). Those solves are differentiated in reverse mode, with steps that
-   resolve a tangent of the solution as well as the solution (`_watched.py`, which
-   says why neither diffrax's ``BacksolveAdjoint`` nor plain reverse mode will do),
-   and each spike time carries the implicit-function-theorem derivative
+   at all (done). Those solves are differentiated by forward sensitivities on
+   steps that resolve a tangent of the solution as well as the solution
+   (`_watched.py`, which says why neither diffrax's ``BacksolveAdjoint`` nor reverse
+   mode through the steps will do), and each spike time carries the implicit-function-theorem derivative
    ([`eventsnn._solve.implicit_time`][]). ``gradient="autodiff"`` keeps the event
    loop, as the independent reference.
 

@@ -22,7 +22,7 @@ from ._exact import AffineFlow, first_crossing, rowdot
 from ._neuron import AbstractNeuron
 from ._root import SignChangeBisection
 from ._unrolled import unrolled
-from ._watched import watched_solve
+from ._watched import sensitivity_solve
 
 
 class Segment(NamedTuple):
@@ -100,9 +100,9 @@ class AbstractSegmentSolver(eqx.Module):
         - `neuron`, `current`, `ctx`: as in `advance`.
         - `t0`, `t1`: start and end time.
         - `y0`: state at ``t0``.
-        - `adjoint`: a diffrax adjoint for the solve; default: reverse mode with
-          steps that also resolve the linearised flow (`eventsnn._watched`).
-          Ignored by exact flows.
+        - `adjoint`: a diffrax adjoint for the solve; default: forward
+          sensitivities on steps that also resolve the linearised flow
+          (`eventsnn._watched`). Ignored by exact flows.
         - `moving`: one bool per neuron (default: all), the neurons that evolve; the
           others keep their state. In first-spike mode a neuron that has fired is
           switched off this way, so that a model whose membrane runs away without a
@@ -325,7 +325,7 @@ class DiffraxSegments(AbstractSegmentSolver):
     def state_at(self, neuron, current, ctx, t0, t1, y0, adjoint=None, moving=None):
         # Differentiate with respect to t0 and t1 by the exact first-order identities
         # ∂y(t1)/∂t0 = -(∂y(t1)/∂y0) f(t0, y0) and ∂y(t1)/∂t1 = f(t1, y(t1)), so the
-        # solve itself only sees constant times (`watched_solve` expects that).
+        # solve itself only sees constant times (`sensitivity_solve` expects that).
         s0, s1 = jax.lax.stop_gradient((t0, t1))
         mask = moving_mask(moving, y0)
         y0 = y0 - layer_dynamics(neuron, current, s0, y0, mask) * (t0 - s0)
@@ -333,8 +333,8 @@ class DiffraxSegments(AbstractSegmentSolver):
         controller = self._controller(current, y0.dtype)
         args = (neuron, current, mask)
         if adjoint is None:
-            y1, _ = watched_solve(self._field, solver, controller, s0, s1, None, y0,
-                                  args, max_steps=self.max_steps)
+            y1 = sensitivity_solve(self._field, solver, controller, s0, s1, None, y0,
+                                   args, max_steps=self.max_steps, constant=(2,))
         else:
             sol = diffrax.diffeqsolve(
                 self._term(), solver, s0, s1, None, y0, args,

@@ -1,13 +1,13 @@
-"""A differentiable solve whose step sizes also resolve the solution's sensitivities.
+"""The replays' differentiated re-solve: forward sensitivities on the solve's own steps.
 
-The replays of the EventProp backward pass (`_adjoint.py`, `_first_spike_ode.py`)
-re-solve each stretch between events and differentiate that solve. Two ways were
-measured, and both fail on a model with a stable resting state (Izhikevich):
+The replays of the EventProp backward pass (`_adjoint.py` through `_solve.py`, and
+`_first_spike_ode.py`) re-solve each stretch between events of a non-linear layer and
+differentiate that solve. Three ways were measured before this one, and each failed:
 
 - diffrax's ``BacksolveAdjoint`` integrates the state *backwards* alongside the
   adjoint. A resting state that attracts forwards repels backwards (Izhikevich: at
   ~0.6 per ms), so over a 25 ms stretch float32 rounding grows ~e^15-fold: the
-  backward state runs away and the solve spends ``max_steps`` chasing it (one such
+  backward state ran away and the solve spent ``max_steps`` chasing it (one such
   neuron in a batch of 256 made the 5-120-3 gradient step 28 s instead of ~1 s, and
   its gradient wrong), and the float32 gradients of the benchmark batch were 2 %
   off float64's.
@@ -18,28 +18,35 @@ measured, and both fail on a model with a stable resting state (Izhikevich):
   with respect to a bias (which moves the resting point) follows the linearised
   dynamics through that step far outside the method's stability region (58 % off on
   an output layer's bias, float64).
+- The same reverse mode with a *watched tangent* in the state (below), so that the
+  steps resolve the linearised flow too, was right in float64. But its backward pass
+  recomputes the steps between checkpoints and decides again whether each trial
+  step is accepted; in float32 at the tolerances used here that decision is rounding
+  noise (a 1-ulp change of the state moves the proposed step by ~1 %), and XLA does
+  not promise the same rounding for the forward loop and its recomputation (they are
+  compiled apart). Under the test suite's compiler flags a trial step the forward
+  pass had rejected was accepted on recomputation, and its Jacobian (1.36 in an EIF
+  upstroke) entered the gradient (hidden layer, 36 % off). Its backward pass also
+  traced the solver step several times: about 40 % of the tracing of an EIF
+  gradient program, and 25-45 % more compile time than the way below.
 
-Here the solve is reverse-mode differentiated, and carries a tangent along: the state
-is ``(y, ẏ)`` with ``dẏ/dt = ∂f/∂y(y) ẏ``, started from a fixed generic direction, so
-the controller's error estimate also covers the linearised flow, the thing reverse
-mode differentiates. The tangent is cut out of the gradient (``stop_gradient``): it
-decides the step sizes and nothing else. Any derivative of the solution is a
-combination of such linearised solutions, so steps that resolve one generic tangent
-resolve them. Cost: a Jacobian–vector product per stage and a state twice the size,
-in the replay only (the forward pass does not change).
+[`sensitivity_solve`][] keeps the watched tangent and takes each step once: the state
+is ``(y, ẏ, S)``. ``ẏ`` follows ``dẏ/dt = ∂f/∂y(y) ẏ`` from a fixed generic direction,
+and the controller's error estimate covers ``y`` and ``ẏ`` (not ``S``), so the steps
+resolve the linearised flow; any derivative of the solution is a combination of such
+linearised solutions, so steps that resolve one generic tangent resolve them all.
+``S`` holds the derivatives of ``y`` with respect to what is differentiated, carried
+on the same steps (Runge-Kutta steps commute with linearisation: the derivative of
+the discrete solution), and the reverse pass only contracts them with the cotangent.
+Cost: one linearisation of the vector field per stage, applied to the tangent and to
+each direction (a few per model: one per state variable and per parameter, since
+neurons do not interact), and no states kept for the backward pass.
 
 The solve's times (or, in the rescaled first-spike replay, its lengths) are
 differentiated by the callers, by the flow's identity ∂y(t1)/∂t1 = f(y(t1)) rather
 than through the steps: the derivative with respect to an input spike's time is the
 difference of two such terms (the stretch before it ends, the one after it starts),
 and through the steps, in float32, it was 36 % off (an EIF output layer).
-
-Reverse mode through adaptive steps has a float32 hazard of its own: the backward pass
-recomputes the steps between checkpoints and decides again whether each trial step
-is accepted, and at float32 tolerances that decision can flip with rounding (the
-forward loop and its recomputation are compiled apart). [`sensitivity_solve`][]
-takes the same steps once and carries the derivatives along instead; the first-spike
-replay of non-linear layers uses it.
 """
 
 import diffrax
@@ -50,22 +57,6 @@ import numpy as np
 
 from ._exact import rowdot
 
-# States kept per solve for reverse mode (diffrax's default is ~sqrt(2 max_steps), 90
-# for 4096). A re-solve between two events rarely takes more than 16 steps (the
-# Izhikevich benchmark batch: 4.7 on average); beyond that, steps are recomputed
-# rather than stored. The first-spike replay keeps them for every input interval of
-# every sample until the backward pass, so their number is memory.
-_CHECKPOINTS = 16
-
-
-def _watched_term(field):
-    def augmented(t, state, args):
-        y, tangent = state
-        f, df = jax.jvp(lambda y: field(t, y, args), (y,), (tangent,))
-        return f, jax.lax.stop_gradient(df)
-
-    return diffrax.ODETerm(augmented)
-
 
 def _direction(y0):
     """A fixed direction with no special structure (all entries non-zero, varied
@@ -75,35 +66,15 @@ def _direction(y0):
     return (0.5 + jnp.abs(pattern)) * jnp.sign(pattern) * (jnp.abs(y0) + 1.0)
 
 
-def watched_solve(field, solver, controller, t0, t1, dt0, y0, args, *, max_steps):
-    """``y(t1)`` of ``dy/dt = field(t, y, args)`` from ``y0`` at ``t0``, to be
-    differentiated in reverse mode (with respect to ``y0`` and ``args``; not the
-    times), with the steps chosen for the state and a tangent of it (module
-    docstring). ``y0`` is an array. Returns ``(y1, result)``: ``result`` is diffrax's
-    outcome.
-
-    ``max_steps`` is the forward pass's budget for the same stretch; the re-solve may
-    take twice as many (the tangent can make its steps smaller), at no cost in
-    memory (a fixed number of checkpoints). A solve that still does not reach ``t1``
-    returns ``y1`` *times NaN*: its value and every derivative through it are NaN,
-    never a finite but wrong gradient. The layer's backward pass
-    (`_adjoint.with_replay_gradient`) then returns NaN for the sample if its spike
-    times were used, zeros if not."""
-    y0 = jnp.asarray(y0)
-    tangent = jax.lax.stop_gradient(_direction(y0))
-    (y1, _), result = _solve_to_end(_watched_term(field), solver, controller, t0, t1,
-                                    dt0, (y0, tangent), args, max_steps)
-    return y1, result
-
-
 def _solve_to_end(term, solver, controller, t0, t1, dt0, state0, args, max_steps):
-    """The re-solves' common diffrax call: up to twice the forward pass's
-    `max_steps`, a fixed number of checkpoints, and a final state *times NaN* (every
-    leaf) where the solve did not finish. Returns ``(state1, result)``."""
+    """The re-solve's diffrax call: up to twice the forward pass's `max_steps` (the
+    tangent can make the steps smaller), and a final state *times NaN* (every leaf)
+    where the solve did not finish. Nothing differentiates through the loop
+    (`sensitivity_solve` carries its derivatives), so it is a plain ``while_loop``
+    (``ForwardMode``: no checkpoints). Returns ``(state1, result)``."""
     sol = diffrax.diffeqsolve(
         term, solver, t0, t1, dt0, state0, args, stepsize_controller=controller,
-        max_steps=2 * max_steps, throw=False,
-        adjoint=diffrax.RecursiveCheckpointAdjoint(checkpoints=_CHECKPOINTS),
+        max_steps=2 * max_steps, throw=False, adjoint=diffrax.ForwardMode(),
     )
     ok = sol.result == diffrax.RESULTS.successful
     state1 = jax.tree.map(
@@ -113,30 +84,26 @@ def _solve_to_end(term, solver, controller, t0, t1, dt0, state0, args, max_steps
 
 def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
                       max_steps, constant=()):
-    """`watched_solve`, differentiated by forward sensitivities on the solve's own
-    steps instead of reverse mode through them.
+    """``y(t1)`` of ``dy/dt = field(t, y, args)`` from ``y0`` at ``t0``, for reverse
+    mode with respect to ``y0`` and ``args`` (not the times), by forward
+    sensitivities on the solve's own steps (module docstring).
 
-    Reverse mode through an adaptive solve (diffrax's ``RecursiveCheckpointAdjoint``)
-    recomputes the steps between checkpoints in the backward pass and decides again
-    whether each trial step is accepted. In float32 at the tolerances used here that
-    decision is rounding noise (a 1-ulp change of the state moves the proposed step by
-    ~1 %), and XLA does not promise the same rounding for the forward loop and its
-    recomputation (they are compiled apart): under the test suite's compiler flags a
-    trial step the forward pass had rejected was accepted on recomputation, and its
-    Jacobian (1.36 in an EIF upstroke) entered the gradient (hidden layer, 36 % off).
+    ``y0`` is ``(rows, state columns)``: one row per neuron, and rows do not interact
+    in the field. The solve carries, besides the state and the watched tangent
+    (which alone steer the step size), the derivatives of the state with respect to
+    each state column of ``y0`` and to each floating-point leaf of ``args``, for
+    those of them that are differentiated (training only the weights needs the state
+    columns alone); the reverse pass contracts them with the cotangent. Without a
+    derivative the solve carries only the state and the tangent, and takes the same
+    steps. One direction per state column serves all rows, and so does one per leaf
+    that is a scalar or has one value per row (`param`: "scalar or one value per
+    neuron"); any other leaf takes one direction per element.
 
-    Here the step decisions are made once: the solve carries, besides the state and
-    the watched tangent (which alone steer the step size, as before), the
-    derivatives of the state with respect to each state column of ``y0`` and to
-    each floating-point leaf of ``args``, for those of them that are differentiated
-    (training only the weights needs the state columns alone); the reverse pass
-    contracts them with the cotangent. Without a derivative the solve carries only
-    the state and the tangent, and takes the same steps. Rows (neurons) do not
-    interact in the field, so one direction per state column serves all rows, and
-    so does one per leaf that is a scalar or has one value per row (`param`:
-    "scalar or one value per neuron"); any other leaf takes one direction per
-    element. Same steps as `watched_solve`, and RK steps commute with
-    linearisation: the same derivative (that of the discrete solution).
+    ``max_steps`` is the forward pass's budget for the same stretch; the re-solve may
+    take twice as many. A solve that still does not reach ``t1`` returns ``y1``
+    *times NaN*: its value and every derivative through it are NaN, never a finite
+    but wrong gradient. The layer's backward pass (`_adjoint.with_replay_gradient`)
+    then returns NaN for the sample if its spike times were used, zeros if not.
 
     ``t0`` and ``t1`` may be Python floats (constants of the compiled program, in the
     state's dtype). Pass ``dt0=None`` (the controller picks the first step): a given
@@ -144,7 +111,7 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
     a host callback, which keeps the program out of JAX's persistent compilation
     cache. ``args`` is a tuple; the entries at the positions in ``constant`` are held
     constant (no sensitivities: they must not need a derivative). Returns ``y1``; a
-    failed solve shows as NaN in it and in its derivatives (see `watched_solve`).
+    failed solve shows as NaN in it and in its derivatives.
     """
     y0 = jnp.asarray(y0)
     n, s = y0.shape

@@ -1,39 +1,13 @@
 """The replays' differentiated re-solve (`eventsnn._watched`): exact on a problem with
-a closed form, and NaN (value and derivatives), never wrong, when it cannot finish."""
+a closed form, and NaN (value and derivatives), never wrong, when it cannot finish;
+and how the layer's backward pass treats a failed or NaN replay."""
 
 import diffrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from eventsnn._watched import watched_solve
-
-
-def _decay(a, y0, max_steps):
-    """y(1) of dy/dt = -a y from y0 (closed form: y0 e^{-a})."""
-    controller = diffrax.PIDController(rtol=1e-10, atol=1e-12)
-    y1, result = watched_solve(lambda t, y, a: -a * y, diffrax.Tsit5(), controller,
-                               0.0, 1.0, 0.1, y0, a, max_steps=max_steps)
-    return y1, result
-
-
-def test_value_and_gradients_match_the_closed_form():
-    a, y0 = jnp.array(2.0), jnp.array([0.5, -3.0])
-    y1, result = _decay(a, y0, 4096)
-    assert result == diffrax.RESULTS.successful
-    np.testing.assert_allclose(y1, y0 * np.exp(-2.0), rtol=1e-9)
-    ga, gy0 = jax.grad(lambda a, y0: jnp.sum(_decay(a, y0, 4096)[0]), (0, 1))(a, y0)
-    np.testing.assert_allclose(ga, -np.sum(y0) * np.exp(-2.0), rtol=1e-8)
-    np.testing.assert_allclose(gy0, np.exp(-2.0) * np.ones(2), rtol=1e-8)
-
-
-def test_a_solve_that_runs_out_of_steps_is_nan_not_wrong():
-    a, y0 = jnp.array(2.0), jnp.array([0.5, -3.0])
-    y1, result = _decay(a, y0, 2)
-    assert result != diffrax.RESULTS.successful
-    assert np.isnan(np.asarray(y1)).all()
-    ga, gy0 = jax.grad(lambda a, y0: jnp.sum(_decay(a, y0, 2)[0]), (0, 1))(a, y0)
-    assert np.isnan(np.asarray(ga)).all() and np.isnan(np.asarray(gy0)).all()
+from eventsnn._watched import sensitivity_solve
 
 
 def test_a_failed_replay_spoils_only_the_samples_whose_spikes_are_used():
@@ -147,8 +121,6 @@ def test_the_stretch_after_the_last_event_is_not_replayed():
 def _affine_decay(a, c, scale, y0, max_steps):
     """y(1) of dy/dt = scale * (-a y + c) per row, by `sensitivity_solve` (``scale``
     held constant): closed form y0 e^{-a s} + c/a (1 - e^{-a s}) with s = scale."""
-    from eventsnn._watched import sensitivity_solve
-
     def field(t, y, args):
         a, c, scale = args
         return scale * (-a * y + c[:, None])
@@ -161,7 +133,7 @@ def _affine_decay(a, c, scale, y0, max_steps):
 def test_sensitivity_solve_matches_the_closed_form_and_reverse_mode():
     """Forward sensitivities (one direction per state column and per parameter: a
     scalar rate, one drive per row) give the closed form's value and derivatives,
-    and the same derivatives as reverse mode through `watched_solve`."""
+    and the same derivatives as plain reverse mode through diffrax's solve."""
     with jax.enable_x64(True):
         a, scale = jnp.array(0.7), jnp.array(1.5)
         c = jnp.array([0.2, -1.0, 3.0])
@@ -176,8 +148,10 @@ def test_sensitivity_solve_matches_the_closed_form_and_reverse_mode():
         def reverse(a, c, y0):
             field = lambda t, y, args: args[2] * (-args[0] * y + args[1][:, None])  # noqa: E731
             controller = diffrax.PIDController(rtol=1e-10, atol=1e-12)
-            return watched_solve(field, diffrax.Tsit5(), controller, 0.0, 1.0, 0.1,
-                                 y0, (a, c, scale), max_steps=4096)[0]
+            sol = diffrax.diffeqsolve(diffrax.ODETerm(field), diffrax.Tsit5(), 0.0, 1.0,
+                                      0.1, y0, (a, c, scale),
+                                      stepsize_controller=controller)
+            return sol.ys[-1]
 
         decay = np.exp(-0.7 * 1.5)
         closed = y0 * decay + (c / a)[:, None] * (1 - decay)
