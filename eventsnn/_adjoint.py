@@ -9,10 +9,11 @@ back through it:
 
 - between events, through the segment map ``y(t1) = Φ(t1 - t0) y(t0)``: the exact
   flow map's vector–Jacobian product for linear models, or, on the general solver
-  path, reverse mode through a re-solve whose steps are chosen to resolve the
-  linearised flow as well as the state (`_watched.py`: diffrax's
-  ``BacksolveAdjoint`` re-integrates the state backwards, which is unstable for a
-  model with a stable resting state);
+  path, a re-solve that carries the derivatives of the state forward on its own
+  steps, chosen to resolve the linearised flow as well as the state (`_watched.py`:
+  diffrax's ``BacksolveAdjoint`` re-integrates the state backwards, which is
+  unstable for a model with a stable resting state, and reverse mode through the
+  steps can, in float32, take a step the solve never took);
 - at a spike, through the implicit function theorem on g(t*, y(t*)) = 0:
   dt* = -(∂g/∂y dy + ∂g/∂θ dθ) / (dg/dt), via [`eventsnn._solve.implicit_time`][];
 - at resets and input spikes, through ``jax.vjp`` of the model's own ``reset`` and
@@ -26,7 +27,7 @@ per event.
 This is the jump-condition adjoint of Wunderlich & Pehle (2021) for any model that
 implements the neuron contract, written as reverse-mode differentiation of the event
 sequence rather than by hand. Memory grows with the number of events (one state per
-event is kept), not with solver steps.
+event is kept), not with solver steps (a re-solve keeps none).
 
 The alternative, ``gradient="autodiff"``, differentiates the event loop itself
 (unrolled to ``max_events`` iterations with ``lax.scan``, diffrax differentiating its
@@ -157,7 +158,7 @@ def with_replay_gradient(neuron, weights, in_times, current, run, run_recorded,
     cotangents of its times back through the replay (``+inf`` times: none).
 
     A sample whose replayed times are NaN (a re-solve that ran out of ``max_steps``
-    returns NaN, `_watched.watched_solve`) gets NaN cotangents if any of its spike
+    returns NaN, `_watched.sensitivity_solve`) gets NaN cotangents if any of its spike
     times has a non-zero cotangent, and zeros if none has (a sample that the loss
     leaves out, e.g. one flagged as failed in the forward pass, must not spoil the
     batch's gradient); a cotangent that is NaN at a spike (a NaN loss) gives NaN
@@ -168,28 +169,42 @@ def with_replay_gradient(neuron, weights, in_times, current, run, run_recorded,
     params, static = eqx.partition(neuron, eqx.is_array)
 
     # `current` is an argument, not a closure: under jit it is a tracer, and a
-    # custom_vjp may not close over tracers.
-    @jax.custom_vjp
-    def spikes(params, weights, in_times, current):
+    # custom_vjp may not close over tracers. It is not differentiated (a network's
+    # current is a constant; `filter_custom_vjp` refuses a perturbed one).
+    @eqx.filter_custom_vjp
+    def spikes(vjp_arg, current):
+        params, weights, in_times = vjp_arg
         return run(eqx.combine(params, static), weights, in_times, current)
 
-    def spikes_fwd(params, weights, in_times, current):
+    @spikes.def_fwd
+    def spikes_fwd(perturbed, vjp_arg, current):
+        params, weights, in_times = vjp_arg
         out, record = run_recorded(eqx.combine(params, static), weights, in_times,
                                    current)
-        return out, (params, weights, in_times, current, record, out.times)
+        return out, (record, out.times)
 
-    def spikes_bwd(residuals, cotangent):
-        params, weights, in_times, current, record, out_times = residuals
+    @spikes.def_bwd
+    def spikes_bwd(residuals, cotangent, perturbed, vjp_arg, current):
+        record, out_times = residuals
+        if cotangent.times is None:  # the spike times do not reach the loss
+            return jax.tree.map(lambda _: None, vjp_arg)
+        # Only what is differentiated is replayed differentiably: the rest is held
+        # constant, so that the replay computes no derivative nobody asked for (a
+        # non-linear layer's re-solves carry one sensitivity per differentiated
+        # parameter, `_watched.sensitivity_solve`: training the weights alone needs
+        # none for the model's parameters).
+        diff, fixed = eqx.partition(vjp_arg, perturbed)
 
-        def times(params, weights, in_times):
+        def times(diff):
+            params, weights, in_times = eqx.combine(diff, fixed)
             return replay_times(eqx.combine(params, static), weights, in_times,
                                 current, record)
 
-        replayed, vjp = jax.vjp(times, params, weights, in_times)
+        replayed, vjp = jax.vjp(times, diff)
         # Times that are +inf (no spike) have no derivative; at a spike, a cotangent
         # that is not finite (a NaN loss) is kept, so that it is not taken for zero.
         ct_times = jnp.where(jnp.isfinite(out_times), cotangent.times, 0.0)
-        grads = vjp(ct_times)
+        (grads,) = vjp(ct_times)
         # A failed re-solve shows as a NaN replayed time. The flag is read from the
         # times, not from the gradients: selecting the gradients on a reduction over
         # themselves made XLA:CPU (jax 0.10.2) compute a wrong float32 gradient when
@@ -198,12 +213,10 @@ def with_replay_gradient(neuron, weights, in_times, current, run, run_recorded,
         failed = jnp.any(jnp.isnan(replayed))
         used = jnp.any(ct_times != 0)
         fill = jnp.where(used, jnp.nan, 0.0)
-        grads = jax.tree.map(lambda g: jnp.where(failed, fill.astype(g.dtype), g),
-                             grads)
-        return (*grads, jax.tree.map(jnp.zeros_like, current))
+        return jax.tree.map(lambda g: jnp.where(failed, fill.astype(g.dtype), g),
+                            grads)
 
-    spikes.defvjp(spikes_fwd, spikes_bwd)
-    return spikes(params, weights, in_times, current)
+    return spikes((params, weights, in_times), current)
 
 
 def replay(neuron, weights, in_times, log: EventLog, num_events, current, segments, *,

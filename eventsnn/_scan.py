@@ -26,8 +26,9 @@ def scan_prefix(step: Callable, consts, init, xs, length):
     **Arguments:**
 
     - `step`: ``step(consts, carry, x) -> (carry, y)``, as for ``lax.scan``.
-    - `consts`: a pytree the steps read (differentiated: its inexact arrays get
-      cotangents; other leaves are held fixed).
+    - `consts`: a pytree the steps read. Its inexact arrays that are differentiated
+      get cotangents, and the steps are differentiated with respect to those only;
+      other leaves are held fixed.
     - `init`: the initial carry.
     - `xs`: a pytree of arrays with a leading axis of length ``E`` (not
       differentiated).
@@ -61,19 +62,32 @@ def scan_prefix(step: Callable, consts, init, xs, length):
             (jnp.zeros((), jnp.int32), init, ys, carries))
         return final, ys, carries
 
-    @jax.custom_vjp
-    def run(arrays, init, xs, length):
+    @eqx.filter_custom_vjp
+    def run(vjp_arg, xs, length):
+        arrays, init = vjp_arg
         final, ys, _ = forward(arrays, init, xs, length)
         return final, ys
 
-    def run_fwd(arrays, init, xs, length):
+    @run.def_fwd
+    def run_fwd(perturbed, vjp_arg, xs, length):
+        arrays, init = vjp_arg
         final, ys, carries = forward(arrays, init, xs, length)
-        return (final, ys), (arrays, xs, length, carries)
+        return (final, ys), carries
 
-    def run_bwd(residuals, cotangents):
-        arrays, xs, length, carries = residuals
-        ct_final, ct_ys = cotangents
-        diff, fixed = eqx.partition(arrays, _is_float)
+    @run.def_bwd
+    def run_bwd(carries, cotangents, perturbed, vjp_arg, xs, length):
+        arrays, init = vjp_arg
+        # Only the differentiated constants are differentiated in the steps (the
+        # rest is held fixed: a non-linear model's re-solves carry a sensitivity per
+        # differentiated parameter, `_watched.sensitivity_solve`).
+        diff, fixed = eqx.partition(arrays, perturbed[0])
+        consts_fixed = eqx.combine(fixed, static)
+        _, y_shape = jax.eval_shape(
+            lambda c, x: step(eqx.combine(diff, consts_fixed), c, x), init, row(xs, 0))
+        ct_final = _cotangent(init, cotangents[0])
+        ct_ys = _cotangent(
+            jax.tree.map(lambda s: jax.ShapeDtypeStruct((rows, *s.shape), s.dtype),
+                         y_shape), cotangents[1])
 
         def pull(state):
             k, ct_carry, ct_diff = state
@@ -82,31 +96,42 @@ def scan_prefix(step: Callable, consts, init, xs, length):
             carry_diff, carry_fixed = eqx.partition(carry, _is_float)
 
             def f(diff, carry_diff):
-                consts = eqx.combine(diff, fixed, static)
+                consts = eqx.combine(diff, consts_fixed)
                 new, y = step(consts, eqx.combine(carry_diff, carry_fixed), row(xs, k))
                 return _inexact(new), _inexact(y)
 
             _, vjp = jax.vjp(f, diff, carry_diff)
-            d_diff, d_carry = vjp((ct_carry, row(_inexact(ct_ys), k)))
+            d_diff, d_carry = vjp((ct_carry, row(ct_ys, k)))
             return k, d_carry, jax.tree.map(jnp.add, ct_diff, d_diff)
 
         zeros = jax.tree.map(jnp.zeros_like, diff)
         _, ct_init, ct_diff = jax.lax.while_loop(
-            lambda s: s[0] > 0, pull, (length, _inexact(ct_final), zeros))
-        init_like = row(carries, 0)
-        return (_with_float0(eqx.combine(ct_diff, fixed)),
-                _with_float0(eqx.combine(ct_init, eqx.filter(init_like, _not_inexact))),
-                jax.tree.map(_zero_cotangent, xs),
-                _zero_cotangent(length))
+            lambda s: s[0] > 0, pull, (length, ct_final, zeros))
+        ct_init = jax.tree.map(lambda p, c: c if p else None, perturbed[1], ct_init)
+        return ct_diff, ct_init
 
-    run.defvjp(run_fwd, run_bwd)
-    return run(arrays, init, xs, jnp.asarray(length, jnp.int32))
+    return run((arrays, init), xs, jnp.asarray(length, jnp.int32))
+
+
+def _cotangent(like, ct):
+    """The cotangent ``ct`` of a tree shaped like ``like`` for the steps' `vjp`: the
+    floating-point leaves (zeros where ``ct`` has ``None``, i.e. that output was not
+    differentiated), ``None`` elsewhere."""
+    refs, treedef = jax.tree.flatten(like)
+    cts = [None] * len(refs) if ct is None else treedef.flatten_up_to(ct)
+
+    def one(ref, c):
+        if not jnp.issubdtype(ref.dtype, jnp.inexact):
+            return None
+        return jnp.zeros(ref.shape, ref.dtype) if c is None else c
+
+    return jax.tree.unflatten(treedef, [one(r, c) for r, c in zip(refs, cts)])
 
 
 def _is_float(leaf) -> bool:
-    """Whether a leaf carries a cotangent: inexact arrays, and also floating-point
-    scalars that are not arrays (under ``jit``, a constant model parameter can reach
-    the steps as a typed Python float, and JAX still expects its cotangent)."""
+    """Whether a leaf of a carry or a step's output carries a cotangent: inexact
+    arrays, and also floating-point scalars that are not arrays (a step may produce
+    a typed Python float)."""
     if isinstance(leaf, (jax.Array, np.ndarray, np.generic)):
         return bool(jnp.issubdtype(leaf.dtype, jnp.inexact))
     return isinstance(leaf, (float, complex))
@@ -115,19 +140,3 @@ def _is_float(leaf) -> bool:
 def _inexact(tree):
     """The leaves of ``tree`` that carry cotangents (``None`` elsewhere)."""
     return eqx.filter(tree, _is_float)
-
-
-def _not_inexact(leaf) -> bool:
-    return not _is_float(leaf)
-
-
-def _zero_cotangent(a):
-    if _is_float(a):
-        return jnp.zeros_like(a)
-    return np.zeros(np.shape(a), jax.dtypes.float0)
-
-
-def _with_float0(tree):
-    """Cotangents for a tree whose non-inexact leaves carried none: ``float0`` zeros
-    for integer and boolean arrays."""
-    return jax.tree.map(lambda a: a if _is_float(a) else _zero_cotangent(a), tree)

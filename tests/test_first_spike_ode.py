@@ -154,14 +154,18 @@ def test_gradients_match_finite_differences():
             rtol=1e-5, atol=1e-7)
 
 
-def test_gradients_of_some_arguments_only_are_the_same():
-    """The replay's re-solves carry sensitivities only for what is differentiated
-    (`_watched.sensitivity_solve`; training the weights alone needs the state
-    columns only). The weight gradients alone, and the neuron-parameter gradients
-    alone (no state direction at all in the first layer), equal those of the
-    gradient with respect to everything (same solver steps, so to rounding)."""
+@pytest.mark.parametrize("parallel", [True, False])
+def test_gradients_of_some_arguments_only_are_the_same(parallel):
+    """The replays differentiate only what is differentiated (the layer's backward
+    pass and `_scan.scan_prefix` hold the rest constant), and their re-solves carry
+    sensitivities only for that (`_watched.sensitivity_solve`; training the weights
+    alone needs the state columns only). The weight gradients alone, and the
+    neuron-parameter gradients alone (no state direction at all in the first layer
+    of the first-spike path), equal those of the gradient with respect to
+    everything (same solver steps, so to rounding): for the first-spike path and
+    for the event loop's event-by-event replay."""
     x = batch()
-    net = network("EIF", True)  # (QIF's outputs stay silent on this batch)
+    net = network("EIF", parallel)  # (QIF's outputs stay silent on this batch)
     _, (g_all, _) = spikes_and_grads(net, x)
 
     @jax.jit
