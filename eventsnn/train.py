@@ -263,11 +263,17 @@ def _train_step(spec, params, static, opt_state, optimizer, loss, predict, penal
                 bump, augment, key, x, y, mask):
     if augment is not None:
         x = jax.vmap(augment)(jax.random.split(key, x.shape[0]), x)
-    grad_fn = jax.value_and_grad(_batch_loss, has_aux=True)
-    (_, (stats, silent)), grads = grad_fn(params, static, loss, predict, penalty, x, y,
-                                          mask)
-    grads = eqx.filter(grads, spec)
-    trainable = eqx.filter(params, spec)
+    # Only the trained leaves are differentiated: the replays then carry no
+    # derivative for the rest (training the weights alone, a non-linear layer's
+    # re-solves carry the state's sensitivities and none for the model's parameters).
+    trainable, frozen = eqx.partition(params, spec)
+
+    def batch_loss(trainable):
+        return _batch_loss(eqx.combine(trainable, frozen), static, loss, predict,
+                           penalty, x, y, mask)
+
+    (_, (stats, silent)), grads = jax.value_and_grad(batch_loss, has_aux=True)(
+        trainable)
     updates, new_opt_state = optimizer.update(grads, opt_state, trainable)
     new_params = eqx.apply_updates(params, updates)
     # Weight bumping: raise the input weights of neurons silent on the whole batch.
