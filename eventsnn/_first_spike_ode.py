@@ -25,9 +25,9 @@ sample). Here the population is integrated once from input spike to input spike:
    at all (done). Those solves are differentiated by forward sensitivities on
    steps that resolve a tangent of the solution as well as the solution
    (`_watched.py`, which says why neither diffrax's ``BacksolveAdjoint`` nor reverse
-   mode through the steps will do), and each spike time carries the implicit-function-theorem derivative
-   ([`eventsnn._solve.implicit_time`][]). ``gradient="autodiff"`` keeps the event
-   loop, as the independent reference.
+   mode through the steps will do), and each spike time carries the
+   implicit-function-theorem derivative ([`eventsnn._solve.implicit_time`][]).
+   ``gradient="autodiff"`` keeps the event loop, as the independent reference.
 
 Both passes run an explicit Runge–Kutta solver (Tsit5 by default) with its stages
 written out (`_unrolled.Unrolled`: the same numbers; on a CPU the stage loop of
