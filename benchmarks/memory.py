@@ -11,8 +11,10 @@ outputs. That is the device memory the step needs, exact and repeatable, on any 
   K = 1, 4, 16, 64 (the event budget grows with K);
 - versus solver steps: a 5-H-3 QIF network (adaptive Tsit5) with the per-segment step
   budget `max_steps` = 64 … 4096. Reverse mode through the solver must be able to store
-  (checkpoints of) up to that many steps; the EventProp replay keeps at most 16
-  per re-solve (`eventsnn._watched`; before 2026-11-30 it solved the adjoint ODE).
+  (checkpoints of) up to that many steps; the EventProp replay keeps none: its
+  re-solves carry their derivatives forward (`eventsnn._watched`; before 2026-11-30
+  it solved the adjoint ODE, and until 2026-12-02 it kept up to 16 checkpoints per
+  re-solve).
 
 ``--smoke`` (the test suite's size) uses a one-layer 5-3 network, batch 2, and leaves
 reverse mode through the event loop out of the versus-events table (the compilations,
