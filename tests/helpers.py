@@ -261,3 +261,21 @@ def assert_same_grads(a, b, rtol, what=""):
         scale = max(np.max(np.abs(v)), 1e-6)
         err = np.max(np.abs(u - v)) / scale
         assert err <= rtol, f"{what}: relative error {err:.1e}"
+
+
+@jax.custom_jvp
+def undifferentiable(x):
+    """``x``, for tests: differentiating through it raises ``AssertionError``. A
+    replay that must hold a constant fixed (one the caller does not differentiate)
+    passes it through this, and the test fails if the replay differentiates it."""
+    return x
+
+
+def _refuse(primals, tangents):
+    (x,), (t,) = primals, tangents
+    if not isinstance(t, jax.custom_derivatives.SymbolicZero):
+        raise AssertionError("a value that is not differentiated was differentiated")
+    return x, jnp.zeros_like(x)
+
+
+undifferentiable.defjvp(_refuse, symbolic_zeros=True)

@@ -5,6 +5,8 @@ a different length per sample, and its steps past the prefix are never run."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from helpers import undifferentiable
 
 from eventsnn._scan import scan_prefix
 
@@ -81,3 +83,30 @@ def test_steps_past_the_prefix_are_not_run():
     assert float(carry) == 2.0 * (0 + 1 + 2 + 3)
     np.testing.assert_array_equal(ys[4:], 0.0)
     assert len(calls) == 4
+
+
+def test_constants_the_caller_does_not_differentiate_are_held_fixed():
+    """The backward pass differentiates the steps with respect to the differentiated
+    constants only (a non-linear replay's re-solves carry a sensitivity per
+    differentiated parameter): here ``b`` passes through `undifferentiable`, and
+    the gradient with respect to ``a`` alone is the reference's, while one with
+    respect to ``b`` does differentiate it (so the check can fail)."""
+    rng = np.random.default_rng(1)
+    values = jnp.asarray(rng.normal(size=(8, 2)))
+    flags = jnp.asarray(rng.uniform(size=8) < 0.6)
+    a, b, offsets = jnp.asarray(0.7), jnp.asarray(1.3), jnp.asarray([0.1, -0.2])
+    init = (jnp.asarray([0.3, -0.4]), jnp.zeros(2, int))
+
+    def guarded(consts, carry, x):
+        a, b, offsets = consts
+        return step((a, undifferentiable(b), offsets), carry, x)
+
+    def loss(a, b):
+        return loss_of(*scan_prefix(guarded, (a, b, offsets), init, (values, flags), 6))
+
+    got = jax.jit(jax.grad(loss))(a, b)
+    want = jax.grad(lambda a: reference((a, b, offsets), init, (values, flags), 6))(a)
+    assert float(want) != 0.0
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+    with pytest.raises(AssertionError, match="was differentiated"):
+        jax.grad(loss, argnums=1)(a, b)

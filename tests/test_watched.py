@@ -58,6 +58,59 @@ def test_a_failed_replay_spoils_only_the_samples_whose_spikes_are_used():
     assert np.abs(np.asarray(jax.grad(loss)(weights, first, True))).sum() > 0
 
 
+def test_the_layer_replays_only_what_is_differentiated():
+    """The layer's backward pass (`_adjoint.with_replay_gradient`) replays
+    differentiably only what the caller differentiates (a non-linear layer's
+    re-solves carry a sensitivity per differentiated parameter): with the model's
+    parameters and the input times passed through `undifferentiable` in the replay,
+    the gradient with respect to the weights alone is that of the plain replay, and
+    one with respect to the input times does differentiate them (so the check can
+    fail)."""
+    import equinox as eqx
+    import pytest
+    from helpers import undifferentiable
+
+    import eventsnn as es
+    from eventsnn._adjoint import replay, with_replay_gradient
+    from eventsnn._current import as_current
+    from eventsnn._layer import run_layer
+
+    segments = es.ExactSegments(parallel=False)
+    options = dict(t_max=30.0, max_spikes=1, max_events=24)
+    neuron = es.LIF()
+    weights = 3.0 * jnp.ones((5, 4)) + 0.5 * jnp.arange(4.0)
+    x = jnp.linspace(0.0, 4.0, 5)[:, None]
+    current = as_current(None, 4, x.dtype)
+
+    def run(model, w, x, c):
+        return run_layer(model, w, x, c, segments, **options)[0]
+
+    def run_recorded(model, w, x, c):
+        spikes, _, log = run_layer(model, w, x, c, segments, record=True, **options)
+        return spikes, (log, spikes.num_events)
+
+    def plain(model, w, x, c, record):
+        return replay(model, w, x, *record, c, segments, t_max=30.0, max_spikes=1)
+
+    def guarded(model, w, x, c, record):
+        model = jax.tree.map(
+            lambda leaf: undifferentiable(leaf) if eqx.is_inexact_array(leaf) else leaf,
+            model)
+        return plain(model, w, undifferentiable(x), c, record)
+
+    def loss(w, x, replay_times):
+        times = with_replay_gradient(neuron, w, x, current, run, run_recorded,
+                                     replay_times).times
+        return jnp.sum(jnp.where(jnp.isfinite(times), times, 0.0))
+
+    got = jax.grad(loss)(weights, x, guarded)
+    want = jax.grad(loss)(weights, x, plain)
+    assert np.abs(np.asarray(want)).sum() > 0
+    np.testing.assert_array_equal(got, want)
+    with pytest.raises(AssertionError, match="was differentiated"):
+        jax.grad(loss, argnums=1)(weights, x, guarded)
+
+
 def test_a_nan_loss_gives_a_nan_gradient_on_the_replay_paths():
     """On a layer whose gradient comes from a replay (here multi-spike LIF, replayed
     by superposition), a loss that is NaN at a spike time gives a NaN gradient, not
