@@ -10,24 +10,18 @@ import numpy as np
 from eventsnn._watched import sensitivity_solve
 
 
-def test_a_failed_replay_spoils_only_the_samples_whose_spikes_are_used():
-    """The layer's backward pass (`_adjoint.with_replay_gradient`) with a replay that
-    is NaN for one sample of two (as a re-solve that ran out of steps is): a loss
-    that uses that sample gets a NaN gradient; a loss that leaves it out (as `fit`
-    leaves out a sample flagged in the forward pass) gets exactly the gradient of the
-    other sample, not NaN."""
+def _lif_layer():
+    """A 5-4 LIF layer through the event loop (first spikes), for the layer's
+    backward pass: ``(segments, neuron, weights, current, run, run_recorded)``, the
+    last two as `_adjoint.with_replay_gradient` takes them."""
     import eventsnn as es
-    from eventsnn._adjoint import replay, with_replay_gradient
     from eventsnn._current import as_current
     from eventsnn._layer import run_layer
 
     segments = es.ExactSegments(parallel=False)
     options = dict(t_max=30.0, max_spikes=1, max_events=24)
-    neuron = es.LIF()
     weights = 3.0 * jnp.ones((5, 4)) + 0.5 * jnp.arange(4.0)
-    x = jnp.stack([jnp.linspace(0.0, 4.0, 5)[:, None],
-                   jnp.linspace(1.0, 6.0, 5)[:, None]])
-    current = as_current(None, 4, x.dtype)
+    current = as_current(None, 4, weights.dtype)
 
     def run(model, w, x, c):
         return run_layer(model, w, x, c, segments, **options)[0]
@@ -35,6 +29,21 @@ def test_a_failed_replay_spoils_only_the_samples_whose_spikes_are_used():
     def run_recorded(model, w, x, c):
         spikes, _, log = run_layer(model, w, x, c, segments, record=True, **options)
         return spikes, (log, spikes.num_events)
+
+    return segments, es.LIF(), weights, current, run, run_recorded
+
+
+def test_a_failed_replay_spoils_only_the_samples_whose_spikes_are_used():
+    """The layer's backward pass (`_adjoint.with_replay_gradient`) with a replay that
+    is NaN for one sample of two (as a re-solve that ran out of steps is): a loss
+    that uses that sample gets a NaN gradient; a loss that leaves it out (as `fit`
+    leaves out a sample flagged in the forward pass) gets exactly the gradient of the
+    other sample, not NaN."""
+    from eventsnn._adjoint import replay, with_replay_gradient
+
+    segments, neuron, weights, current, run, run_recorded = _lif_layer()
+    x = jnp.stack([jnp.linspace(0.0, 4.0, 5)[:, None],
+                   jnp.linspace(1.0, 6.0, 5)[:, None]])
 
     def replay_times(poison):
         def times(model, w, x, c, record):
@@ -70,24 +79,10 @@ def test_the_layer_replays_only_what_is_differentiated():
     import pytest
     from helpers import undifferentiable
 
-    import eventsnn as es
     from eventsnn._adjoint import replay, with_replay_gradient
-    from eventsnn._current import as_current
-    from eventsnn._layer import run_layer
 
-    segments = es.ExactSegments(parallel=False)
-    options = dict(t_max=30.0, max_spikes=1, max_events=24)
-    neuron = es.LIF()
-    weights = 3.0 * jnp.ones((5, 4)) + 0.5 * jnp.arange(4.0)
+    segments, neuron, weights, current, run, run_recorded = _lif_layer()
     x = jnp.linspace(0.0, 4.0, 5)[:, None]
-    current = as_current(None, 4, x.dtype)
-
-    def run(model, w, x, c):
-        return run_layer(model, w, x, c, segments, **options)[0]
-
-    def run_recorded(model, w, x, c):
-        spikes, _, log = run_layer(model, w, x, c, segments, record=True, **options)
-        return spikes, (log, spikes.num_events)
 
     def plain(model, w, x, c, record):
         return replay(model, w, x, *record, c, segments, t_max=30.0, max_spikes=1)
