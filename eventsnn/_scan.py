@@ -46,10 +46,16 @@ def scan_prefix(step: Callable, consts, init, xs, length):
     def put(buffers, k, values):
         return jax.tree.map(lambda buf, v: buf.at[k].set(v), buffers, values)
 
+    # The stacked outputs' shapes, for the forward buffers and the backward pass's
+    # zero cotangents (one abstract trace of a step, shared by both).
+    _, y_shape = jax.eval_shape(
+        lambda a, c, x: step(eqx.combine(a, static), c, x), arrays, init, row(xs, 0))
+    ys_shape = jax.tree.map(lambda s: jax.ShapeDtypeStruct((rows, *s.shape), s.dtype),
+                            y_shape)
+
     def forward(arrays, init, xs, length):
         consts = eqx.combine(arrays, static)
-        _, y_shape = jax.eval_shape(lambda c, x: step(consts, c, x), init, row(xs, 0))
-        ys = jax.tree.map(lambda s: jnp.zeros((rows, *s.shape), s.dtype), y_shape)
+        ys = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), ys_shape)
         carries = jax.tree.map(lambda a: jnp.zeros((rows, *a.shape), a.dtype), init)
 
         def body(state):
@@ -82,12 +88,8 @@ def scan_prefix(step: Callable, consts, init, xs, length):
         # differentiated parameter, `_watched.sensitivity_solve`).
         diff, fixed = eqx.partition(arrays, perturbed[0])
         consts_fixed = eqx.combine(fixed, static)
-        _, y_shape = jax.eval_shape(
-            lambda c, x: step(eqx.combine(diff, consts_fixed), c, x), init, row(xs, 0))
         ct_final = _cotangent(init, cotangents[0])
-        ct_ys = _cotangent(
-            jax.tree.map(lambda s: jax.ShapeDtypeStruct((rows, *s.shape), s.dtype),
-                         y_shape), cotangents[1])
+        ct_ys = _cotangent(ys_shape, cotangents[1])
 
         def pull(state):
             k, ct_carry, ct_diff = state
