@@ -71,15 +71,14 @@ def _solve_to_end(term, solver, controller, t0, t1, dt0, state0, args, max_steps
     tangent can make the steps smaller), and a final state *times NaN* (every leaf)
     where the solve did not finish. Nothing differentiates through the loop
     (`sensitivity_solve` carries its derivatives), so it is a plain ``while_loop``
-    (``ForwardMode``: no checkpoints). Returns ``(state1, result)``."""
+    (``ForwardMode``: no checkpoints). Returns ``state1``."""
     sol = diffrax.diffeqsolve(
         term, solver, t0, t1, dt0, state0, args, stepsize_controller=controller,
         max_steps=2 * max_steps, throw=False, adjoint=diffrax.ForwardMode(),
     )
     ok = sol.result == diffrax.RESULTS.successful
-    state1 = jax.tree.map(
+    return jax.tree.map(
         lambda ys: ys[-1] * jnp.where(ok, 1.0, jnp.nan).astype(ys.dtype), sol.ys)
-    return state1, sol.result
 
 
 def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
@@ -181,8 +180,8 @@ def sensitivity_solve(field, solver, controller, t0, t1, dt0, y0, args, *,
         t0, t1 = (np.asarray(t, y0.dtype) if isinstance(t, float) else t
                   for t in (t0, t1))
         state0 = (y0, _direction(y0)) + ((S0,) if dirs else ())
-        state1, _ = _solve_to_end(diffrax.ODETerm(augmented), solver, ctrl, t0, t1,
-                                  dt0, state0, a, max_steps)
+        state1 = _solve_to_end(diffrax.ODETerm(augmented), solver, ctrl, t0, t1, dt0,
+                               state0, a, max_steps)
         return state1[0], (state1[2] if dirs else None)
 
     @eqx.filter_custom_vjp
