@@ -23,7 +23,7 @@ import numpy as np
 from ._current import as_current
 from ._layer import run_layer
 from ._neuron import AbstractNeuron
-from ._solve import segment_solver_for
+from ._solve import event_function, segment_solver_for
 from ._spikes import RESULTS
 
 _PROBES = np.logspace(-3, 3, 121)  # 20 probes per decade: w_fire to within 12 %
@@ -41,11 +41,16 @@ def firing_weight(neuron: AbstractNeuron, t_max: float) -> float:
 
     The probe is compiled once per model structure and dtype: ``t_max`` and the
     parameter values are data, so building further layers or networks of a model
-    only runs it (milliseconds).
+    only runs it (milliseconds). A model without kinks before its first spike (see
+    `discontinuities`) is probed with one segment solve per weight instead of the
+    event loop: same spike times, less to compile (half as much for exact flows).
     """
     dtype = jnp.zeros(()).dtype
     neuron = jax.tree.map(lambda a: jnp.mean(a) if jnp.ndim(a) else a, neuron)
-    first, ok = _probe(neuron, jnp.asarray(t_max, dtype))
+    # Only the first spike matters: probe the model that is simplest to integrate
+    # up to it (Refractory: its inner model, which then shares the inner model's
+    # compiled probe).
+    first, ok = _probe(neuron.first_spike_model(), jnp.asarray(t_max, dtype))
     fired = np.isfinite(np.asarray(first)) & np.asarray(ok)
     if not fired.any():
         warnings.warn(
@@ -59,20 +64,47 @@ def firing_weight(neuron: AbstractNeuron, t_max: float) -> float:
     return float(_PROBES[np.argmax(fired)])
 
 
-@eqx.filter_jit
-def _probe(neuron, t_max):
-    """First spike time and success of each probe weight (one sample each)."""
-    dtype = t_max.dtype
-    segments = segment_solver_for(neuron, None, True)
-    current = as_current(None, 1, dtype)
+def _kinks_before_a_spike(neuron) -> bool:
+    """Whether ``neuron`` declares kinks (`discontinuities`) that can come before its
+    first spike (decided from the model's code, not its values)."""
+    y = jnp.zeros((1, neuron.state_size))
+    return neuron.discontinuities(jnp.zeros(()), y) is not None
 
-    def probe(weight):
+
+@eqx.filter_jit
+def _probe(neuron, t_max, loop: bool = False):
+    """First spike time and success of each probe weight (one sample each); through
+    the event loop if ``loop`` or if the model needs it."""
+    dtype = t_max.dtype
+    current = as_current(None, 1, dtype)
+    segments = segment_solver_for(neuron, None, True)
+    zero = jnp.zeros((), dtype)
+
+    def probe_loop(weight):
         spikes, _, _ = run_layer(
             neuron, jnp.reshape(weight, (1, 1)), jnp.zeros((1, 1), dtype), current,
             segments, t_max=t_max, max_spikes=1, max_events=4,
         )
         return spikes.first[0], spikes.result == RESULTS.successful
 
+    def probe_segment(weight):
+        # What the event loop does with this input, without the loop: the input at
+        # t = 0, firing at once if it lifts the condition to >= 0 (delta synapses),
+        # else one segment to t_max, which ends at the crossing if there is one.
+        # Less to trace and compile (network construction waits for it).
+        ctx = segments.prepare(neuron, current, 1, dtype)
+        y = neuron.input_spikes(neuron.init_state(1).astype(dtype),
+                                jnp.reshape(weight, (1,)))
+        active = jnp.ones((1,), bool)
+        now = event_function(neuron, current, zero, y, active)[0] >= 0
+        t0 = zero if segments.clock == "population" else jnp.zeros((1,), dtype)
+        seg = segments.advance(neuron, current, ctx, t0, t_max, y, active)
+        t = jnp.ravel(seg.t)[0]
+        crossed = jnp.ravel(seg.spiked)[0] & (t < t_max)
+        first = jnp.where(now, zero, jnp.where(crossed, t, jnp.inf))
+        return first, now | ~seg.failed
+
+    probe = probe_loop if loop or _kinks_before_a_spike(neuron) else probe_segment
     return jax.vmap(probe)(jnp.asarray(_PROBES, dtype))
 
 

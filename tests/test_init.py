@@ -47,3 +47,29 @@ def test_probe_compiles_once_per_model_structure(caplog):
     assert compiled == []
     assert again == _init.firing_weight(es.EIF(), 25.0)
     assert other > again  # a higher threshold and a shorter window: a larger weight
+
+
+def test_one_segment_probe_is_the_event_loop_probe():
+    """Models without kinks before their first spike are probed with one segment
+    solve per weight; the event loop (the simulation itself) gives the same spike
+    times: exact flow (LIF), an input that fires at once (DeltaLIF), and diffrax
+    (QIF). A declared kink sends the probe through the event loop."""
+    t_max = jax.numpy.asarray(30.0)
+    for neuron in (es.LIF(), es.DeltaLIF(), es.QIF()):
+        assert not _init._kinks_before_a_spike(neuron)
+        first, ok = _init._probe(neuron, t_max)
+        first_loop, ok_loop = _init._probe(neuron, t_max, loop=True)
+        np.testing.assert_array_equal(ok, ok_loop)
+        assert bool(ok.all())
+        np.testing.assert_array_equal(np.isfinite(first), np.isfinite(first_loop))
+        assert 0 < int(np.isfinite(first).sum()) < first.size  # some fire, some not
+        np.testing.assert_allclose(first, first_loop, rtol=0, atol=1e-9)
+    assert float(_init._probe(es.DeltaLIF(), t_max)[0][-1]) == 0.0  # at once
+
+    class Kinked(es.LIF):
+        def discontinuities(self, t, y):
+            return jax.numpy.full(y.shape[:1], jax.numpy.inf)
+
+    assert _init._kinks_before_a_spike(Kinked())
+    # Refractory's kink only follows a spike: its inner model is probed.
+    assert not _init._kinks_before_a_spike(es.Refractory(es.LIF()).first_spike_model())
