@@ -222,3 +222,40 @@ def test_sensitivity_solve_out_of_steps_is_nan_not_wrong():
     grads = jax.grad(lambda a, c, y0: jnp.sum(_affine_decay(a, c, scale, y0, 2)),
                      (0, 1, 2))(a, c, y0)
     assert all(np.isnan(np.asarray(g)).all() for g in grads)
+
+
+def test_segment_state_and_its_derivatives_with_either_adjoint():
+    """`DiffraxSegments.state_at`, the replays' re-solve, with its default (forward
+    sensitivities, `sensitivity_solve`) and with a diffrax adjoint passed in
+    (reverse mode through diffrax's checkpointed loop): both give the LIF's exact
+    flow (`ExactSegments.state_at`, closed form) and its derivatives with respect to
+    the start state, both times and a model parameter, and hold a neuron that does
+    not move (``moving``) where it is."""
+    import eventsnn as es
+    from eventsnn._current import as_current
+
+    y0 = jnp.array([[0.2, 1.5], [0.7, 0.4], [-0.1, 2.0]])
+    moving = jnp.array([True, True, False])
+    current = as_current(None, 3, jnp.float64)
+    exact = es.ExactSegments()
+    tight = es.DiffraxSegments(rtol=1e-12, atol=1e-12)
+
+    def end_state(segments, adjoint=None):
+        def f(y0, t0, t1, tau_mem):
+            neuron = es.LIF(tau_mem=tau_mem, tau_syn=5.0)
+            ctx = segments.prepare(neuron, current, 3, jnp.float64)
+            kw = {} if adjoint is None else {"adjoint": adjoint}
+            return segments.state_at(neuron, current, ctx, t0, t1, y0, moving=moving,
+                                     **kw)
+        return jax.jit(lambda *a: (f(*a), jax.jacrev(f, argnums=(0, 1, 2, 3))(*a)))
+
+    args = (y0, jnp.asarray(1.0), jnp.asarray(7.5), jnp.asarray(20.0))
+    ref, d_ref = end_state(exact)(*args)
+    np.testing.assert_array_equal(ref[2], y0[2])  # held
+    assert np.all(np.abs(np.asarray(ref[:2] - y0[:2])) > 1e-2)  # the others moved
+    for adjoint in (None, diffrax.RecursiveCheckpointAdjoint()):
+        y1, d = end_state(tight, adjoint)(*args)
+        np.testing.assert_allclose(y1, ref, rtol=0, atol=1e-10)
+        for a, b in zip(d, d_ref):
+            assert np.any(np.asarray(b) != 0)
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
