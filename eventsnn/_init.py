@@ -92,7 +92,6 @@ def _probe(neuron, t_max, loop: bool = False):
         # t = 0, firing at once if it lifts the condition to >= 0 (delta synapses),
         # else one segment to t_max, which ends at the crossing if there is one.
         # Less to trace and compile (network construction waits for it).
-        ctx = segments.prepare(neuron, current, 1, dtype)
         y = neuron.input_spikes(neuron.init_state(1).astype(dtype),
                                 jnp.reshape(weight, (1,)))
         active = jnp.ones((1,), bool)
@@ -104,7 +103,11 @@ def _probe(neuron, t_max, loop: bool = False):
         first = jnp.where(now, zero, jnp.where(crossed, t, jnp.inf))
         return first, now | ~seg.failed
 
-    probe = probe_loop if loop or _kinks_before_a_spike(neuron) else probe_segment
+    if loop or _kinks_before_a_spike(neuron):
+        probe = probe_loop
+    else:
+        ctx = segments.prepare(neuron, current, 1, dtype)  # one for every weight
+        probe = probe_segment
     return jax.vmap(probe)(jnp.asarray(_PROBES, dtype))
 
 
