@@ -56,7 +56,7 @@ import jax.numpy as jnp
 
 from ._custom_types import Array, Bool, Float, Int
 from ._layer import Inputs, input_intervals
-from ._neuron import AbstractNeuron
+from ._neuron import AbstractNeuron, declares_kinks
 from ._solve import condition_rate, default_tolerance, implicit_time
 from ._spikes import RESULTS, LayerSpikes
 from ._unrolled import unrolled
@@ -73,7 +73,7 @@ def applies(neuron, current, dtype) -> bool:
     y = jnp.zeros((n, model.state_size), dtype)
     t = jnp.zeros((), dtype)
     args = jnp.zeros((n,), dtype)
-    if model.discontinuities(t, y) is not None:
+    if declares_kinks(model):
         return False
     return not (_reads_time(model.dynamics, t, y, args)
                 or _reads_time(model.spike_condition, t, y, args))

@@ -22,7 +22,7 @@ import numpy as np
 
 from ._current import as_current
 from ._layer import run_layer
-from ._neuron import AbstractNeuron
+from ._neuron import AbstractNeuron, declares_kinks
 from ._solve import event_function, segment_solver_for
 from ._spikes import RESULTS
 
@@ -64,13 +64,6 @@ def firing_weight(neuron: AbstractNeuron, t_max: float) -> float:
     return float(_PROBES[np.argmax(fired)])
 
 
-def _kinks_before_a_spike(neuron) -> bool:
-    """Whether ``neuron`` declares kinks (`discontinuities`) that can come before its
-    first spike (decided from the model's code, not its values)."""
-    y = jnp.zeros((1, neuron.state_size))
-    return neuron.discontinuities(jnp.zeros(()), y) is not None
-
-
 @eqx.filter_jit
 def _probe(neuron, t_max, loop: bool = False):
     """First spike time and success of each probe weight (one sample each); through
@@ -103,7 +96,9 @@ def _probe(neuron, t_max, loop: bool = False):
         first = jnp.where(now, zero, jnp.where(crossed, t, jnp.inf))
         return first, now | ~seg.failed
 
-    if loop or _kinks_before_a_spike(neuron):
+    # (`firing_weight` passes `first_spike_model()`: a kink it declares can come
+    # before the first spike, and a segment solve would step across it.)
+    if loop or declares_kinks(neuron):
         probe = probe_loop
     else:
         ctx = segments.prepare(neuron, current, 1, dtype)  # one for every weight

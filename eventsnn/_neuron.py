@@ -180,6 +180,13 @@ class AbstractNeuron(eqx.Module):
             )
 
 
+def declares_kinks(neuron: AbstractNeuron) -> bool:
+    """Whether ``neuron`` declares kinks at all (`discontinuities` returns an array,
+    not ``None``): decided from the model's code, not its values."""
+    y = jnp.zeros((1, neuron.state_size))
+    return neuron.discontinuities(jnp.zeros(()), y) is not None
+
+
 def _as_float_array(value):
     array = jnp.asarray(value)
     if not jnp.issubdtype(array.dtype, jnp.inexact):

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 from ._custom_types import Array, Float
 from ._exact import matvec, rowdot
 from ._layer import SpikeOrigins, input_intervals
+from ._neuron import declares_kinks
 from ._scan import scan_prefix
 from ._solve import implicit_time
 
@@ -48,8 +49,7 @@ def applies(neuron) -> bool:
     additive (superposition) and its dynamics free of kinks."""
     if not getattr(neuron, "additive_input", False):
         return False
-    y = neuron.init_state(1)
-    return neuron.discontinuities(jnp.zeros((), y.dtype), y) is None
+    return not declares_kinks(neuron)
 
 
 def replay_spike_times(

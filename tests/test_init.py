@@ -9,6 +9,7 @@ import pytest
 
 import eventsnn as es
 from eventsnn import _init
+from eventsnn._neuron import declares_kinks
 
 jax.config.update("jax_enable_x64", True)
 
@@ -56,7 +57,7 @@ def test_one_segment_probe_is_the_event_loop_probe():
     (QIF). A declared kink sends the probe through the event loop."""
     t_max = jax.numpy.asarray(30.0)
     for neuron in (es.LIF(), es.DeltaLIF(), es.QIF()):
-        assert not _init._kinks_before_a_spike(neuron)
+        assert not declares_kinks(neuron)
         first, ok = _init._probe(neuron, t_max)
         first_loop, ok_loop = _init._probe(neuron, t_max, loop=True)
         np.testing.assert_array_equal(ok, ok_loop)
@@ -70,6 +71,6 @@ def test_one_segment_probe_is_the_event_loop_probe():
         def discontinuities(self, t, y):
             return jax.numpy.full(y.shape[:1], jax.numpy.inf)
 
-    assert _init._kinks_before_a_spike(Kinked())
+    assert declares_kinks(Kinked())
     # Refractory's kink only follows a spike: its inner model is probed.
-    assert not _init._kinks_before_a_spike(es.Refractory(es.LIF()).first_spike_model())
+    assert not declares_kinks(es.Refractory(es.LIF()).first_spike_model())
